@@ -1,0 +1,184 @@
+"""Fixtures: the ferrokit server under test (one per session), SDK client
+pools, and the connection-mode parametrisation (single / dual peer connection).
+
+Environment:
+  FERROKIT_BIN  server binary (run.sh defaults it to <repo>/target/debug/ferrokit)
+  FERROKIT_URL  optional: use an already running server at this http(s) URL
+                instead of starting one (dev keys devkey/secret assumed)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from helpers import API_KEY, API_SECRET, ClientPool
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+LOG_PATH = HERE / "server.log"
+STARTUP_TIMEOUT = 20.0
+SHUTDOWN_TIMEOUT = 10.0
+LOG_TAIL_LINES = 60
+
+
+@dataclass
+class Server:
+    url: str  # ws://127.0.0.1:<port>
+    http_url: str  # http://127.0.0.1:<port>
+    api_key: str
+    api_secret: str
+    proc: Optional[subprocess.Popen] = None
+    log_path: Optional[Path] = None
+
+    def log_tail(self, start: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no server log)"
+        with open(self.log_path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200 and r.read().strip() == b"OK"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def server():
+    """Start `$FERROKIT_BIN serve --dev` on free ports, wait for GET / -> 200 OK,
+    yield a Server; at the end SIGTERM it and require exit code 0."""
+    external = os.environ.get("FERROKIT_URL")
+    if external:
+        http_url = external.rstrip("/")
+        yield Server(re.sub(r"^http", "ws", http_url), http_url, API_KEY, API_SECRET)
+        return
+
+    binary = os.environ.get("FERROKIT_BIN", str(REPO / "target/debug/ferrokit"))
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        pytest.fail(f"server binary not found or not executable: {binary} (set FERROKIT_BIN)", pytrace=False)
+
+    port, udp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    cmd = [binary, "serve", "--dev", "--bind", "127.0.0.1", "--port", str(port), "--udp-port", str(udp_port)]
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "info")
+    log_file = open(LOG_PATH, "wb")
+    log_file.write(f"$ {' '.join(cmd)}\n".encode())
+    log_file.flush()
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, LOG_PATH)
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    try:
+        while not _http_ok(srv.http_url + "/"):
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"server exited during startup with code {proc.returncode}\n{srv.log_tail()}", pytrace=False
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"server did not answer GET / with 200 OK within {STARTUP_TIMEOUT:.0f}s\n{srv.log_tail()}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+    except BaseException:
+        proc.kill()
+        proc.wait(5)
+        log_file.close()
+        raise
+
+    yield srv
+
+    try:
+        if proc.poll() is not None:
+            pytest.fail(f"server died during the session (exit code {proc.returncode})\n{srv.log_tail()}", pytrace=False)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            pytest.fail(f"server did not exit within {SHUTDOWN_TIMEOUT:.0f}s of SIGTERM\n{srv.log_tail()}", pytrace=False)
+        if code != 0:
+            pytest.fail(f"server exited with code {code} after SIGTERM (expected 0)\n{srv.log_tail()}", pytrace=False)
+    finally:
+        log_file.close()
+
+
+@pytest.fixture(autouse=True)
+def _server_check(request, server):
+    """Fail fast if the server died; remember where this test's log starts."""
+    if server.proc is not None and server.proc.poll() is not None:
+        pytest.fail(f"server is not running (exit code {server.proc.returncode})\n{server.log_tail()}", pytrace=False)
+    request.node._server = server
+    request.node._server_log_start = server.log_size()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the server log written during a failed test to its report."""
+    report = yield
+    srv = getattr(item, "_server", None)
+    if report.failed and srv is not None and srv.log_path is not None:
+        start = getattr(item, "_server_log_start", 0)
+        report.sections.append((f"server log during test (last {LOG_TAIL_LINES} lines)", srv.log_tail(start)))
+    return report
+
+
+@pytest.fixture
+def room_name(request) -> str:
+    """A fresh room per test, named after the test."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def pool(server):
+    """Connects SDK clients (pool.connect(identity, room, single_pc=...));
+    disconnects them all at teardown."""
+    p = ClientPool(server.url)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(params=["single", "dual"])
+def pc_mode(request) -> str:
+    """Connection mode: 'single' = RoomOptions(single_peer_connection=True),
+    /rtc/v1; 'dual' = single_peer_connection=False, /rtc with publisher and
+    subscriber peer connections."""
+    return request.param
+
+
+@pytest.fixture
+def connect(pool, pc_mode, room_name):
+    """connect(identity, room=room_name, **RoomOptions fields) in the test's mode."""
+
+    async def _connect(identity: str, room: Optional[str] = None, **kw):
+        return await pool.connect(identity, room or room_name, single_pc=(pc_mode == "single"), **kw)
+
+    return _connect
