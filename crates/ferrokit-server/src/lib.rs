@@ -14,3 +14,6 @@ pub mod auth;
 pub mod config;
 pub mod ids;
 pub mod room;
+pub mod net;
+pub mod rtc;
+pub mod sfu;

@@ -1,0 +1,136 @@
+//! The shared UDP port: one socket for every participant's ICE, DTLS, SRTP
+//! and SCTP traffic.
+//!
+//! Incoming datagrams are routed by source address; an unknown address is
+//! learned from the USERNAME of its first STUN binding request, whose server
+//! half is the ufrag a transport registered with [`UdpMux::register`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::stun;
+
+/// One received datagram, for the transport that owns its 5-tuple.
+#[derive(Debug)]
+pub struct Datagram {
+    /// Which of the participant's peer connections it belongs to.
+    pub pc: usize,
+    /// Remote address.
+    pub source: SocketAddr,
+    /// Receive time.
+    pub at: Instant,
+    /// Payload.
+    pub contents: Vec<u8>,
+}
+
+/// Where datagrams for one peer connection go.
+#[derive(Clone)]
+struct Route {
+    pc: usize,
+    tx: mpsc::Sender<Datagram>,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_ufrag: HashMap<String, Route>,
+    by_addr: HashMap<SocketAddr, Route>,
+}
+
+/// The shared UDP socket and its routing table.
+#[derive(Clone)]
+pub struct UdpMux {
+    socket: Arc<UdpSocket>,
+    routes: Arc<Mutex<Routes>>,
+}
+
+/// Datagrams buffered per participant before new ones are dropped.
+pub const QUEUE_LEN: usize = 1024;
+
+impl UdpMux {
+    /// Binds `addr` and starts the receive loop on the current runtime.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        let mux = Self {
+            socket,
+            routes: Arc::default(),
+        };
+        let recv = mux.clone();
+        tokio::spawn(async move { recv.recv_loop().await });
+        Ok(mux)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The socket, for sending.
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    /// Routes datagrams whose STUN USERNAME starts with `ufrag` (and then
+    /// their source address) to `tx`, tagged with `pc`.
+    pub fn register(&self, ufrag: &str, pc: usize, tx: mpsc::Sender<Datagram>) {
+        if let Ok(mut r) = self.routes.lock() {
+            r.by_ufrag.insert(ufrag.to_string(), Route { pc, tx });
+        }
+    }
+
+    /// Forgets `ufrag` and every address learned for it.
+    pub fn unregister(&self, ufrag: &str) {
+        if let Ok(mut r) = self.routes.lock() {
+            if let Some(route) = r.by_ufrag.remove(ufrag) {
+                r.by_addr
+                    .retain(|_, v| !(v.tx.same_channel(&route.tx) && v.pc == route.pc));
+            }
+        }
+    }
+
+    fn route(&self, source: SocketAddr, contents: &[u8]) -> Option<Route> {
+        let mut r = self.routes.lock().ok()?;
+        if let Some(route) = r.by_addr.get(&source) {
+            if !route.tx.is_closed() {
+                return Some(route.clone());
+            }
+            r.by_addr.remove(&source);
+        }
+        let ufrag = stun::local_ufrag(contents)?;
+        let route = r.by_ufrag.get(ufrag)?.clone();
+        r.by_addr.insert(source, route.clone());
+        Some(route)
+    }
+
+    async fn recv_loop(self) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, source) = match self.socket.recv_from(&mut buf).await {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP port unreachable and the like surface here; keep going.
+                    tracing::debug!("udp recv: {e}");
+                    continue;
+                }
+            };
+            let contents = &buf[..n];
+            let Some(route) = self.route(source, contents) else {
+                tracing::trace!(%source, "datagram from unknown source dropped");
+                continue;
+            };
+            let d = Datagram {
+                pc: route.pc,
+                source,
+                at: Instant::now(),
+                contents: contents.to_vec(),
+            };
+            if route.tx.try_send(d).is_err() {
+                tracing::debug!(%source, "participant queue full, datagram dropped");
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! One subscriber's view of one published track: which simulcast layer it
+//! forwards, and the RTP sequence number and timestamp rewriting that keeps
+//! its outgoing stream continuous across layer switches (RFC 3550 §5.1).
+//!
+//! Layer switches happen only at a keyframe of the target layer; while
+//! waiting, the current layer keeps flowing and a keyframe is requested.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::codec::Codec;
+
+/// Number of simulcast layers (LOW, MEDIUM, HIGH).
+pub const MAX_LAYERS: usize = 3;
+
+/// A layer with no packet for this long is considered stopped.
+const LAYER_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// One received RTP packet, shared by every downtrack of its track.
+#[derive(Debug)]
+pub struct ForwardPacket {
+    /// Simulcast layer, 0 = LOW; 0 for non-simulcast tracks.
+    pub layer: u8,
+    /// Extended (rollover-free) sequence number of the source stream.
+    pub seq: u64,
+    /// Source RTP timestamp, in the codec's clock rate.
+    pub timestamp: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// Whether the payload begins a keyframe ([`super::is_keyframe`]).
+    pub keyframe: bool,
+    /// Codec of the payload.
+    pub codec: Codec,
+    /// RTP clock rate, Hz.
+    pub clock_rate: u32,
+    /// ssrc-audio-level value (0..127 -dBov) and voice activity flag.
+    pub audio_level: Option<(i8, bool)>,
+    /// RTP payload.
+    pub payload: Arc<[u8]>,
+    /// Arrival time at the server.
+    pub arrival: Instant,
+}
+
+/// Header fields for one forwarded packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Outgoing extended sequence number.
+    pub seq: u64,
+    /// Outgoing RTP timestamp.
+    pub timestamp: u32,
+}
+
+/// Forwarding state of one downtrack.
+#[derive(Debug)]
+pub struct Downtrack {
+    video: bool,
+    /// Highest layer the subscriber wants (UpdateTrackSettings), 0..=2.
+    max_layer: u8,
+    layer_seen: [Option<Instant>; MAX_LAYERS],
+    current: Option<u8>,
+    /// Source sequence number of the first packet after the last switch.
+    switch_seq: u64,
+    seq_offset: u64,
+    ts_offset: u32,
+    last_out: Option<(u64, u32, Instant)>,
+    keyframe_wanted: Option<u8>,
+    paused: bool,
+}
+
+impl Downtrack {
+    /// A downtrack for a video (`video == true`) or audio track.
+    pub fn new(video: bool) -> Self {
+        Self {
+            video,
+            max_layer: (MAX_LAYERS - 1) as u8,
+            layer_seen: [None; MAX_LAYERS],
+            current: None,
+            switch_seq: 0,
+            seq_offset: 0,
+            ts_offset: 0,
+            last_out: None,
+            keyframe_wanted: None,
+            paused: false,
+        }
+    }
+
+    /// Caps the forwarded layer (0 = LOW .. 2 = HIGH).
+    pub fn set_max_layer(&mut self, layer: u8) {
+        self.max_layer = layer.min((MAX_LAYERS - 1) as u8);
+    }
+
+    /// Stops (true) or resumes (false) forwarding, e.g. `track_setting.disabled`.
+    /// Resuming waits for a keyframe.
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.paused && !paused {
+            self.current = None;
+        }
+        self.paused = paused;
+    }
+
+    /// The layer being forwarded, if any.
+    pub fn current_layer(&self) -> Option<u8> {
+        self.current
+    }
+
+    /// A layer for which a keyframe should be requested from the publisher,
+    /// once per call (the publisher side rate-limits).
+    pub fn take_keyframe_request(&mut self) -> Option<u8> {
+        self.keyframe_wanted.take()
+    }
+
+    fn target_layer(&self, now: Instant) -> Option<u8> {
+        let live = |l: usize| {
+            self.layer_seen[l].is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT)
+        };
+        (0..=usize::from(self.max_layer))
+            .rev()
+            .find(|&l| live(l))
+            .or_else(|| (0..MAX_LAYERS).find(|&l| live(l)))
+            .map(|l| l as u8)
+    }
+
+    /// Decides whether `p` is forwarded, and with which header fields.
+    pub fn on_packet(&mut self, p: &ForwardPacket, now: Instant) -> Option<Forward> {
+        let layer = usize::from(p.layer).min(MAX_LAYERS - 1);
+        self.layer_seen[layer] = Some(now);
+        if self.paused {
+            return None;
+        }
+        let target = self.target_layer(now)?;
+        if self.current != Some(target) && p.layer == target {
+            if p.keyframe || !self.video {
+                self.switch_to(p, now);
+            } else {
+                self.keyframe_wanted = Some(target);
+            }
+        }
+        if self.current != Some(p.layer) || p.seq < self.switch_seq {
+            return None;
+        }
+        let out = Forward {
+            seq: p.seq.wrapping_sub(self.seq_offset),
+            timestamp: p.timestamp.wrapping_sub(self.ts_offset),
+        };
+        let newer = self.last_out.is_none_or(|(s, _, _)| out.seq > s);
+        if newer {
+            self.last_out = Some((out.seq, out.timestamp, now));
+        }
+        Some(out)
+    }
+
+    /// Starts forwarding `p.layer` from packet `p`, continuing the outgoing
+    /// sequence and advancing the timestamp by the wall time elapsed.
+    fn switch_to(&mut self, p: &ForwardPacket, now: Instant) {
+        let (next_seq, next_ts) = match self.last_out {
+            None => (1, p.timestamp),
+            Some((seq, ts, at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_secs_f64() * f64::from(p.clock_rate)) as u32;
+                (seq + 1, ts.wrapping_add(ticks.max(1)))
+            }
+        };
+        self.seq_offset = p.seq.wrapping_sub(next_seq);
+        self.ts_offset = p.timestamp.wrapping_sub(next_ts);
+        self.switch_seq = p.seq;
+        self.current = Some(p.layer);
+        self.keyframe_wanted = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(layer: u8, seq: u64, ts: u32, key: bool, at: Instant) -> ForwardPacket {
+        ForwardPacket {
+            layer,
+            seq,
+            timestamp: ts,
+            marker: false,
+            keyframe: key,
+            codec: Codec::Vp8,
+            clock_rate: 90_000,
+            audio_level: None,
+            payload: Arc::from(&[0u8][..]),
+            arrival: at,
+        }
+    }
+
+    #[test]
+    fn audio_forwards_from_first_packet_with_continuous_numbers() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(false);
+        let mut p = pkt(0, 5000, 1000, false, t0);
+        p.codec = Codec::Opus;
+        let a = d.on_packet(&p, t0).unwrap();
+        assert_eq!(a, Forward { seq: 1, timestamp: 1000 });
+        p.seq = 5001;
+        p.timestamp = 1960;
+        assert_eq!(d.on_packet(&p, t0).unwrap(), Forward { seq: 2, timestamp: 1960 });
+    }
+
+    #[test]
+    fn video_waits_for_keyframe_and_asks_for_one() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true);
+        assert!(d.on_packet(&pkt(0, 10, 0, false, t0), t0).is_none());
+        assert_eq!(d.take_keyframe_request(), Some(0));
+        assert_eq!(d.take_keyframe_request(), None);
+        assert!(d.on_packet(&pkt(0, 11, 3000, true, t0), t0).is_some());
+        assert!(d.on_packet(&pkt(0, 12, 3000, false, t0), t0).is_some());
+        // A late packet from before the switch is dropped.
+        assert!(d.on_packet(&pkt(0, 10, 0, false, t0), t0).is_none());
+    }
+
+    #[test]
+    fn switches_up_at_keyframe_keeping_sequence_continuous() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true);
+        let f = d.on_packet(&pkt(0, 100, 9000, true, t0), t0).unwrap();
+        assert_eq!(f.seq, 1);
+        // The high layer appears; low keeps flowing until its keyframe.
+        let t1 = t0 + Duration::from_millis(33);
+        assert!(d.on_packet(&pkt(2, 7000, 50_000, false, t1), t1).is_none());
+        assert_eq!(d.take_keyframe_request(), Some(2));
+        assert_eq!(d.on_packet(&pkt(0, 101, 12_000, false, t1), t1).unwrap().seq, 2);
+        let t2 = t1 + Duration::from_millis(33);
+        let f = d.on_packet(&pkt(2, 7001, 53_000, true, t2), t2).unwrap();
+        assert_eq!(f.seq, 3);
+        assert_eq!(d.current_layer(), Some(2));
+        // Timestamp advanced by about 33 ms of 90 kHz ticks.
+        let delta = f.timestamp.wrapping_sub(12_000);
+        assert!((2900..=3100).contains(&delta), "{delta}");
+        // Low-layer packets are no longer forwarded.
+        assert!(d.on_packet(&pkt(0, 102, 15_000, false, t2), t2).is_none());
+    }
+
+    #[test]
+    fn falls_back_when_layer_stops_and_respects_max_layer() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true);
+        d.on_packet(&pkt(1, 1, 0, false, t0), t0);
+        d.on_packet(&pkt(0, 1, 0, true, t0), t0);
+        d.on_packet(&pkt(1, 2, 0, true, t0), t0).unwrap();
+        assert_eq!(d.current_layer(), Some(1));
+        d.set_max_layer(0);
+        assert!(d.on_packet(&pkt(0, 2, 10, true, t0), t0).is_some());
+        assert_eq!(d.current_layer(), Some(0));
+        d.set_max_layer(2);
+        // Layer 1 stopped long ago: layer 0 stays the target.
+        let later = t0 + Duration::from_secs(3);
+        assert!(d.on_packet(&pkt(0, 3, 20, false, later), later).is_some());
+    }
+
+    #[test]
+    fn pause_and_resume_waits_for_keyframe() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true);
+        d.on_packet(&pkt(0, 1, 0, true, t0), t0).unwrap();
+        d.set_paused(true);
+        assert!(d.on_packet(&pkt(0, 2, 0, true, t0), t0).is_none());
+        d.set_paused(false);
+        assert!(d.on_packet(&pkt(0, 3, 0, false, t0), t0).is_none());
+        let f = d.on_packet(&pkt(0, 4, 0, true, t0), t0).unwrap();
+        assert_eq!(f.seq, 2);
+    }
+}

@@ -1,0 +1,8 @@
+//! Forwarding decisions, sans-IO: which packets a downtrack sends, and how
+//! their RTP headers are rewritten.
+
+pub mod codec;
+pub mod downtrack;
+
+pub use codec::{is_keyframe, Codec};
+pub use downtrack::{Downtrack, Forward, ForwardPacket};
