@@ -2,8 +2,9 @@
 //!
 //! [`Server::start`] binds the HTTP/WebSocket listener and the shared UDP
 //! media port and returns a handle. Layout: `auth` (tokens), `config`,
-//! `room` (sans-IO room logic), `service` (HTTP/WebSocket edge), `rtc`
-//! (one participant's WebRTC transport), `sfu` (forwarding decisions),
+//! `room` (sans-IO room logic), `rooms` (registry and mailboxes),
+//! `service` (HTTP/WebSocket edge), `session` (one participant's task),
+//! `rtc` (str0m peer connections, SDP), `sfu` (forwarding decisions),
 //! `net` (sockets).
 
 // Clients still read LiveKit's deprecated protocol fields (UserPacket sender
@@ -13,7 +14,14 @@
 pub mod auth;
 pub mod config;
 pub mod ids;
-pub mod room;
 pub mod net;
+pub mod room;
+pub mod rooms;
 pub mod rtc;
+pub mod server;
+pub mod service;
+pub mod session;
 pub mod sfu;
+
+pub use config::Config;
+pub use server::Server;

@@ -106,9 +106,40 @@ fn av1_keyframe(p: &[u8]) -> bool {
     p.first().is_some_and(|b| b & 0x08 != 0)
 }
 
+/// The primary (newest) block of an RFC 2198 RED payload: what a
+/// subscriber that did not negotiate RED gets, as plain Opus.
+/// `None` for a malformed payload.
+pub fn red_primary(p: &[u8]) -> Option<&[u8]> {
+    let mut at = 0;
+    let mut redundant_len = 0usize;
+    loop {
+        let b = *p.get(at)?;
+        if b & 0x80 == 0 {
+            at += 1;
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([*p.get(at + 2)?, *p.get(at + 3)?]) & 0x03FF);
+        redundant_len += len;
+        at += 4;
+    }
+    p.get(at + redundant_len..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn red_primary_block() {
+        // One redundant block of 2 bytes, then the primary of 3 bytes.
+        let p = [0x80 | 111, 0x00, 0x04, 0x02, 111, 9, 9, 1, 2, 3];
+        assert_eq!(red_primary(&p), Some(&[1u8, 2, 3][..]));
+        // Primary only.
+        assert_eq!(red_primary(&[111, 7]), Some(&[7u8][..]));
+        // Truncated.
+        assert_eq!(red_primary(&[0x80 | 111, 0x00]), None);
+        assert_eq!(red_primary(&[0x80 | 111, 0, 0, 9, 111]), None);
+    }
 
     #[test]
     fn names() {

@@ -4,5 +4,5 @@
 pub mod codec;
 pub mod downtrack;
 
-pub use codec::{is_keyframe, Codec};
+pub use codec::{is_keyframe, red_primary, Codec};
 pub use downtrack::{Downtrack, Forward, ForwardPacket};

@@ -1,0 +1,235 @@
+//! One str0m `Rtc` (a peer connection) in RTP mode, ICE-lite, with the codecs
+//! LiveKit clients use and the payload types they expect (Opus 111, RED 63,
+//! VP8 96, VP9 98, H264 102+, AV1 35).
+//!
+//! Sans-IO: datagrams and time go in; transmits and events come out through
+//! `poll_output`, drained by the session task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Input, Rtc, RtcError};
+
+use crate::sfu::Codec;
+
+/// Labels of LiveKit's data channels.
+pub const RELIABLE_LABEL: &str = "_reliable";
+/// Unordered, no retransmissions.
+pub const LOSSY_LABEL: &str = "_lossy";
+/// Data track packets.
+pub const DATA_TRACK_LABEL: &str = "_data_track";
+
+/// Which LiveKit channel a data channel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Reliable,
+    Lossy,
+    DataTrack,
+    Other,
+}
+
+impl ChannelKind {
+    fn from_label(label: &str) -> Self {
+        match label {
+            RELIABLE_LABEL => Self::Reliable,
+            LOSSY_LABEL => Self::Lossy,
+            DATA_TRACK_LABEL => Self::DataTrack,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// `RTCIceCandidateInit` as JSON in `TrickleRequest.candidateInit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateInit {
+    pub candidate: String,
+    #[serde(default)]
+    pub sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    pub sdp_m_line_index: Option<u32>,
+    #[serde(default)]
+    pub username_fragment: Option<String>,
+}
+
+/// Why an SDP, candidate or datagram could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A peer connection and the bookkeeping the session needs around it.
+pub struct Peer {
+    /// The str0m instance.
+    pub rtc: Rtc,
+    /// Our ICE ufrag (routes STUN on the shared port).
+    pub ufrag: String,
+    /// Our offer awaiting the client's answer (server-offered PC only).
+    pub pending_offer: Option<SdpPendingOffer>,
+    /// Open data channels by kind.
+    channels: HashMap<ChannelId, ChannelKind>,
+    /// The address our candidate advertises (packets' destination).
+    local: SocketAddr,
+    /// ICE + DTLS connected.
+    pub connected: bool,
+}
+
+impl Peer {
+    /// A new peer connection whose only candidate is the host candidate
+    /// `local` (node_ip:udp_port). Fails only if the candidate is invalid.
+    pub fn new(local: SocketAddr, now: Instant) -> Result<Self, PeerError> {
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, true)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_vp9(true)
+            .enable_av1(true)
+            .set_stats_interval(None)
+            .build(now);
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| PeerError::Invalid(format!("host candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        Ok(Self {
+            rtc,
+            ufrag,
+            pending_offer: None,
+            channels: HashMap::new(),
+            local,
+            connected: false,
+        })
+    }
+
+    /// Feeds one datagram from `source`.
+    pub fn receive(&mut self, source: SocketAddr, at: Instant, contents: &[u8]) -> Result<(), RtcError> {
+        let Ok(contents) = contents.try_into() else {
+            return Ok(()); // Not a protocol str0m speaks: ignore.
+        };
+        let input = Input::Receive(
+            at,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            self.rtc.handle_input(input)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Accepts a client offer (SDP text) and returns str0m's answer text.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, PeerError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(RtcError::Sdp)?;
+        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the client's answer to our pending offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), PeerError> {
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(RtcError::Sdp)?;
+        match self.pending_offer.take() {
+            Some(pending) => Ok(self.rtc.sdp_api().accept_answer(pending, answer)?),
+            None => Err(PeerError::Invalid("answer without a pending offer".into())),
+        }
+    }
+
+    /// Adds a remote ICE candidate from trickle JSON. Malformed input is an error.
+    pub fn add_remote_candidate(&mut self, candidate_init: &str) -> Result<(), String> {
+        let init: CandidateInit =
+            serde_json::from_str(candidate_init).map_err(|e| format!("candidateInit: {e}"))?;
+        if init.candidate.is_empty() {
+            return Ok(()); // End of candidates.
+        }
+        let c = Candidate::from_sdp_string(&init.candidate).map_err(|e| format!("candidate: {e}"))?;
+        self.rtc.add_remote_candidate(c);
+        Ok(())
+    }
+
+    /// Records a data channel that opened.
+    pub fn channel_opened(&mut self, id: ChannelId, label: &str) {
+        self.channels.insert(id, ChannelKind::from_label(label));
+    }
+
+    /// Forgets a closed data channel.
+    pub fn channel_closed(&mut self, id: ChannelId) {
+        self.channels.remove(&id);
+    }
+
+    /// The kind of an open channel.
+    pub fn channel_kind(&self, id: ChannelId) -> ChannelKind {
+        self.channels.get(&id).copied().unwrap_or(ChannelKind::Other)
+    }
+
+    /// Sends a binary message on the reliable or lossy channel, if open.
+    /// Returns false when the channel is not open or its buffer is full.
+    pub fn send_data(&mut self, reliable: bool, bytes: &[u8]) -> bool {
+        let want = if reliable {
+            ChannelKind::Reliable
+        } else {
+            ChannelKind::Lossy
+        };
+        let Some(id) = self
+            .channels
+            .iter()
+            .find(|(_, k)| **k == want)
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        self.rtc
+            .channel(id)
+            .is_some_and(|mut ch| ch.write(true, bytes).unwrap_or(false))
+    }
+
+    /// The payload type negotiated on `mid` for `codec`, if any. RED
+    /// (RFC 2198) is carried by str0m as an attribute of the Opus params.
+    pub fn pt_for(&self, mid: Mid, codec: Codec) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let config = self.rtc.codec_config();
+        let remote = media.remote_pts();
+        let base = if codec == Codec::Red { Codec::Opus } else { codec };
+        let params = config.params().iter().find(|p| {
+            remote.contains(&p.pt()) && Codec::from_name(&p.spec().codec.to_string()) == base
+        })?;
+        if codec == Codec::Red {
+            params.red().filter(|red| remote.contains(red))
+        } else {
+            Some(params.pt())
+        }
+    }
+
+    /// The codec and RTP clock rate (Hz) of payload type `pt`.
+    pub fn codec_of(&self, pt: Pt) -> (Codec, u32) {
+        for p in self.rtc.codec_config().params() {
+            let clock = p.spec().clock_rate.get();
+            if p.pt() == pt {
+                return (Codec::from_name(&p.spec().codec.to_string()), clock);
+            }
+            if p.red() == Some(pt) {
+                return (Codec::Red, clock);
+            }
+        }
+        (Codec::Other, 90_000)
+    }
+
+    /// The kind of media at `mid`.
+    pub fn kind(&self, mid: Mid) -> Option<MediaKind> {
+        self.rtc.media(mid).map(|m| m.kind())
+    }
+}

@@ -1,0 +1,157 @@
+//! Starting and stopping a ferrokit server: binds the HTTP listener and the
+//! shared UDP port, runs the room reaper, and on shutdown sends every
+//! participant `leave` (SERVER_SHUTDOWN) before returning.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+
+use crate::auth::KeyProvider;
+use crate::config::Config;
+use crate::net::UdpMux;
+use crate::rooms::RoomManager;
+
+/// Shared state of a running server.
+pub struct ServerState {
+    pub config: Config,
+    pub keys: KeyProvider,
+    pub rooms: RoomManager,
+    pub mux: UdpMux,
+    /// Address in ICE candidates: node_ip and the UDP port.
+    pub candidate_addr: SocketAddr,
+    pub node_id: String,
+    sessions: AtomicUsize,
+    shutting_down: AtomicBool,
+}
+
+/// Counts a live session while held.
+pub struct SessionGuard(Arc<ServerState>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ServerState {
+    /// Marks a session as running until the guard drops.
+    pub fn session_guard(self: &Arc<Self>) -> SessionGuard {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+        SessionGuard(self.clone())
+    }
+
+    /// Whether shutdown has begun (new joins get 503).
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// A running server.
+pub struct Server {
+    state: Arc<ServerState>,
+    http_addr: SocketAddr,
+    udp_addr: SocketAddr,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no API keys configured (use --dev, --keys or keys: in the config)")]
+    NoKeys,
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Binds the HTTP/WebSocket port and the UDP media port and starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        if config.keys.is_empty() {
+            return Err(StartError::NoKeys);
+        }
+        let bind_ip = config.bind_ip();
+        let udp_bind = SocketAddr::new(bind_ip, config.rtc.udp_port);
+        let mux = UdpMux::bind(udp_bind).await.map_err(|source| StartError::Bind {
+            what: "UDP",
+            addr: udp_bind,
+            source,
+        })?;
+        let udp_addr = mux.local_addr().unwrap_or(udp_bind);
+        let http_bind = SocketAddr::new(bind_ip, config.port);
+        let listener = tokio::net::TcpListener::bind(http_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "HTTP",
+                addr: http_bind,
+                source,
+            })?;
+        let http_addr = listener.local_addr().unwrap_or(http_bind);
+        let state = Arc::new(ServerState {
+            keys: KeyProvider::new(config.keys.clone()),
+            candidate_addr: SocketAddr::new(config.node_ip(), udp_addr.port()),
+            node_id: crate::ids::new_id("ND_"),
+            config,
+            rooms: RoomManager::default(),
+            mux,
+            sessions: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+        });
+        let app = crate::service::router(state.clone());
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("http server: {e}");
+            }
+        });
+        let reaper = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(state) = reaper.upgrade() else { break };
+                state.rooms.reap(Instant::now());
+            }
+        });
+        Ok(Self {
+            state,
+            http_addr,
+            udp_addr,
+            http_task,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The bound UDP media address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The shared state (rooms, keys), for APIs built on the server.
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// Sends `leave` (SERVER_SHUTDOWN) to every participant, waits up to
+    /// `grace` for their sessions to end, and stops serving.
+    pub async fn shutdown(self, grace: Duration) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+        for room in self.state.rooms.all() {
+            room.close_all(proto::DisconnectReason::ServerShutdown);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.state.sessions.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.http_task.abort();
+    }
+}

@@ -1,0 +1,488 @@
+//! The session's media half: draining str0m, fanning published RTP out to
+//! downtracks, writing forwarded RTP, data channels, and negotiation of the
+//! server's sending m-lines.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use prost::Message as _;
+use proto::signal_response::Message as Msg;
+use str0m::channel::ChannelConfig;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Event, Output};
+
+use super::{Session, Subscribed, KEYFRAME_REQUEST_INTERVAL};
+use crate::net::Datagram;
+use crate::rooms::{Command, MediaItem};
+use crate::rtc::peer::{ChannelKind, LOSSY_LABEL, RELIABLE_LABEL};
+use crate::rtc::sdp::{self, Kind, SendSlot};
+use crate::sfu::{is_keyframe, red_primary, Codec, Downtrack, ForwardPacket};
+
+/// Simulcast layer of a rid: `q`/`h`/`f` by name, else by its position
+/// among the section's rids (listed low to high by LiveKit clients).
+fn layer_of(rid: Option<&str>, rids: &[String]) -> u8 {
+    match rid {
+        None => 0,
+        Some("q") => 0,
+        Some("h") => 1,
+        Some("f") => 2,
+        Some(r) => rids.iter().position(|x| x == r).unwrap_or(0).min(2) as u8,
+    }
+}
+
+/// MIME type LiveKit reports for a codec.
+fn mime(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Opus => "audio/opus",
+        Codec::Red => "audio/red",
+        Codec::Vp8 => "video/VP8",
+        Codec::Vp9 => "video/VP9",
+        Codec::H264 => "video/H264",
+        Codec::Av1 => "video/AV1",
+        Codec::Other => "",
+    }
+}
+
+impl Session {
+    /// Drains every peer connection: transmits go to the socket, events are
+    /// handled, until nothing is left. Returns the next str0m timeout.
+    pub(super) fn drain_all(&mut self) -> Instant {
+        let mut events = Vec::new();
+        loop {
+            let mut next = Instant::now() + Duration::from_secs(1);
+            for (i, pc) in self.pcs.iter_mut().enumerate() {
+                loop {
+                    match pc.rtc.poll_output() {
+                        Ok(Output::Timeout(t)) => {
+                            next = next.min(t);
+                            break;
+                        }
+                        Ok(Output::Transmit(t)) => {
+                            let _ = self.ctx.mux.socket().try_send_to(&t.contents, t.destination);
+                        }
+                        Ok(Output::Event(e)) => events.push((i, e)),
+                        Err(e) => {
+                            tracing::warn!(participant = %self.sid, "peer connection failed: {e}");
+                            pc.rtc.disconnect();
+                            break;
+                        }
+                    }
+                }
+            }
+            if events.is_empty() {
+                return next;
+            }
+            for (i, e) in events.drain(..) {
+                self.on_event(i, e);
+            }
+        }
+    }
+
+    pub(super) fn on_datagram(&mut self, d: Datagram) {
+        let Some(pc) = self.pcs.get_mut(d.pc) else { return };
+        if let Err(e) = pc.receive(d.source, d.at, &d.contents) {
+            self.warn_once("bad datagram", &e.to_string());
+        }
+    }
+
+    fn on_event(&mut self, pc: usize, e: Event) {
+        match e {
+            Event::Connected => {
+                let first = self.pcs.iter().all(|p| !p.connected);
+                self.pcs[pc].connected = true;
+                if first {
+                    let sid = self.sid.clone();
+                    self.room.update(|r| ((), r.set_active(&sid)));
+                    tracing::info!(participant = %sid, pc, "media connected");
+                }
+            }
+            Event::ChannelOpen(id, label) => self.pcs[pc].channel_opened(id, &label),
+            Event::ChannelClose(id) => self.pcs[pc].channel_closed(id),
+            Event::ChannelData(d) => {
+                let reliable = match self.pcs[pc].channel_kind(d.id) {
+                    ChannelKind::Reliable => true,
+                    ChannelKind::Lossy => false,
+                    ChannelKind::DataTrack | ChannelKind::Other => return,
+                };
+                match proto::DataPacket::decode(d.data.as_slice()) {
+                    Ok(packet) => {
+                        let sid = self.sid.clone();
+                        let routed = self.room.update(|r| match r.route_data(&sid, packet, reliable) {
+                            Ok(out) => (Ok(()), out),
+                            Err(e) => (Err(e), Vec::new()),
+                        });
+                        if let Err(e) = routed {
+                            self.warn_once("data packet dropped", &e.to_string());
+                        }
+                    }
+                    Err(e) => self.warn_once("malformed data packet", &e.to_string()),
+                }
+            }
+            Event::RtpPacket(p) if pc == 0 => self.on_rtp(p),
+            Event::KeyframeRequest(req) => {
+                let sub_pc = if self.single_pc { 0 } else { 1 };
+                if pc != sub_pc {
+                    return;
+                }
+                let found = self
+                    .subscribed
+                    .iter()
+                    .find(|(_, s)| s.mid == Some(req.mid))
+                    .map(|(t, s)| (t.clone(), s.publisher.clone(), s.dt.current_layer()));
+                if let Some((track_sid, publisher, layer)) = found {
+                    self.ask_publisher_for_keyframe(&publisher, track_sid, layer.unwrap_or(0));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A published packet: start the track on its first packet, then fan
+    /// it out to every downtrack as one shared packet.
+    fn on_rtp(&mut self, p: RtpPacket) {
+        let ssrc = p.header.ssrc;
+        let (mid, layer) = match self.ssrc_layers.get(&ssrc) {
+            Some(v) => *v,
+            None => {
+                let mut api = self.pcs[0].rtc.direct_api();
+                let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid())) else {
+                    return;
+                };
+                let rids = self.incoming.get(&mid).map(|i| i.rids.as_slice()).unwrap_or(&[]);
+                let layer = layer_of(rid.as_ref().map(|r| r.as_ref()), rids);
+                self.ssrc_layers.insert(ssrc, (mid, layer));
+                (mid, layer)
+            }
+        };
+        let (codec, clock_rate) = self.pcs[0].codec_of(p.header.payload_type);
+        let Some(inc) = self.incoming.get_mut(&mid) else {
+            self.warn_once("media without a track", &format!("mid {mid}"));
+            return;
+        };
+        if !inc.started {
+            inc.started = true;
+            let track_sid = inc.track_sid.to_string();
+            let sid = self.sid.clone();
+            let mid_s = mid.to_string();
+            self.room
+                .update(|r| ((), r.track_media_started(&sid, &track_sid, &mid_s, mime(codec))));
+        }
+        let Some(inc) = self.incoming.get_mut(&mid) else { return };
+        if inc.downtracks.is_empty() {
+            return;
+        }
+        let ext = &p.header.ext_vals;
+        let packet = Arc::new(ForwardPacket {
+            layer,
+            seq: *p.seq_no,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            keyframe: codec.is_video() && is_keyframe(codec, &p.payload),
+            codec,
+            clock_rate,
+            audio_level: ext
+                .audio_level
+                .map(|l| (l, ext.voice_activity.unwrap_or(false))),
+            payload: p.payload,
+            arrival: p.timestamp,
+        });
+        for (_, tx) in &inc.downtracks {
+            let _ = tx.try_send(MediaItem {
+                track_sid: inc.track_sid.clone(),
+                packet: packet.clone(),
+            });
+        }
+    }
+
+    /// Publisher side: asks the client for a keyframe of `track_sid`
+    /// (every layer when `layer` is None), at most every 300 ms.
+    pub(super) fn request_keyframe(&mut self, track_sid: &str, layer: Option<u8>) {
+        let now = Instant::now();
+        let Some((mid, inc)) = self
+            .incoming
+            .iter_mut()
+            .find(|(_, i)| &*i.track_sid == track_sid)
+        else {
+            return;
+        };
+        if inc
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        inc.last_keyframe_request = Some(now);
+        let mid = *mid;
+        let rids: Vec<Option<str0m::media::Rid>> = if inc.rids.is_empty() {
+            vec![None]
+        } else {
+            inc.rids
+                .iter()
+                .filter(|r| layer.is_none_or(|l| layer_of(Some(r), &inc.rids) == l))
+                .map(|r| Some(str0m::media::Rid::from(r.as_str())))
+                .collect()
+        };
+        let mut api = self.pcs[0].rtc.direct_api();
+        for rid in rids {
+            if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+            }
+        }
+    }
+
+    fn ask_publisher_for_keyframe(&self, publisher: &str, track_sid: String, layer: u8) {
+        if let Some(ctrl) = self.room.ctrl_of(publisher) {
+            let _ = ctrl.send(Command::KeyframeRequest { track_sid, layer });
+        }
+    }
+
+    fn sub_pc(&self) -> usize {
+        if self.single_pc {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Subscriber side: writes one forwarded packet on its downtrack.
+    pub(super) fn forward(&mut self, item: MediaItem, now: Instant) {
+        let pc = self.sub_pc();
+        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else { return };
+        let (Some(mid), true) = (sub.mid, sub.active) else { return };
+        let f = sub.dt.on_packet(&item.packet, now);
+        if let Some(layer) = sub.dt.take_keyframe_request() {
+            let publisher = sub.publisher.clone();
+            self.ask_publisher_for_keyframe(&publisher, item.track_sid.to_string(), layer);
+        }
+        let Some(f) = f else { return };
+        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else { return };
+        let p = &item.packet;
+        // Payload type for this codec on this m-line; RED falls back to Opus.
+        let (codec, pt) = match sub.pt_cache {
+            Some((c, pt)) if c == p.codec || (p.codec == Codec::Red && c == Codec::Opus) => (c, pt),
+            _ => {
+                let found = self.pcs[pc].pt_for(mid, p.codec).map(|pt| (p.codec, pt)).or_else(|| {
+                    (p.codec == Codec::Red)
+                        .then(|| self.pcs[pc].pt_for(mid, Codec::Opus).map(|pt| (Codec::Opus, pt)))
+                        .flatten()
+                });
+                let Some(found) = found else {
+                    self.warn_once("codec not negotiated by subscriber", mime(p.codec));
+                    return;
+                };
+                sub.pt_cache = Some(found);
+                found
+            }
+        };
+        let payload: Arc<[u8]> = if p.codec == Codec::Red && codec == Codec::Opus {
+            match red_primary(&p.payload) {
+                Some(primary) => primary.into(),
+                None => return,
+            }
+        } else {
+            p.payload.clone()
+        };
+        let mut ext = ExtensionValues::default();
+        if let Some((level, vad)) = p.audio_level {
+            ext.audio_level = Some(level);
+            ext.voice_activity = Some(vad);
+        }
+        let video = sub.video;
+        let mut api = self.pcs[pc].rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+        tx.write_rtp(
+            RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
+                .marker(p.marker)
+                .ext_vals(ext)
+                .nackable(video),
+        );
+    }
+
+    /// Subscriber side: a new subscription from the room.
+    pub(super) fn on_subscribe(&mut self, publisher: String, track: proto::TrackInfo) {
+        let video = track.r#type == proto::TrackType::Video as i32;
+        self.subscribed.insert(
+            track.sid.clone(),
+            Subscribed {
+                publisher,
+                track,
+                video,
+                mid: None,
+                active: false,
+                dt: Downtrack::new(video),
+                pt_cache: None,
+            },
+        );
+        if self.single_pc {
+            self.request_media_sections();
+        } else {
+            self.negotiate_subscriber();
+        }
+    }
+
+    /// Subscriber side: the subscription ended.
+    pub(super) fn on_unsubscribe(&mut self, track_sid: &str) {
+        let Some(sub) = self.subscribed.remove(track_sid) else { return };
+        if let Some(mid) = sub.mid {
+            self.free_mids.push((mid, sub.video));
+        }
+        if self.single_pc {
+            // A fresh offer lets the answer mark the slot inactive.
+            self.send(Msg::MediaSectionsRequirement(proto::MediaSectionsRequirement {
+                num_audios: 0,
+                num_videos: 0,
+            }));
+        } else {
+            self.negotiate_subscriber();
+        }
+    }
+
+    /// Single PC: assigns unplaced subscriptions to the offer's free receive
+    /// slots; returns how every receive slot is answered.
+    pub(super) fn place_downtracks(&mut self, sections: &[sdp::Section]) -> HashMap<String, SendSlot> {
+        self.free_mids.clear();
+        let mut slots = HashMap::new();
+        for s in sections.iter().filter(|s| s.kind != Kind::Application && s.author_receives()) {
+            let mid = Mid::from(s.mid.as_str());
+            let video = s.kind == Kind::Video;
+            let owner = self
+                .subscribed
+                .iter()
+                .find(|(_, sub)| sub.mid == Some(mid))
+                .map(|(t, _)| t.clone())
+                .or_else(|| {
+                    self.subscribed
+                        .iter()
+                        .find(|(_, sub)| sub.mid.is_none() && sub.video == video)
+                        .map(|(t, _)| t.clone())
+                });
+            let slot = match owner.and_then(|t| self.subscribed.get_mut(&t).map(|s| (t, s))) {
+                Some((track_sid, sub)) => {
+                    sub.mid = Some(mid);
+                    SendSlot::Track {
+                        stream: format!("{}|{}", sub.publisher, track_sid),
+                        track: track_sid,
+                    }
+                }
+                None => {
+                    self.free_mids.push((mid, video));
+                    SendSlot::Unused
+                }
+            };
+            slots.insert(s.mid.clone(), slot);
+        }
+        slots
+    }
+
+    /// Single PC: asks the client for more receive slots (or just a fresh
+    /// offer) when subscriptions wait for one.
+    pub(super) fn request_media_sections(&mut self) {
+        let waiting = |video: bool| {
+            self.subscribed
+                .values()
+                .filter(|s| s.mid.is_none() && s.video == video)
+                .count() as u32
+        };
+        let free = |video: bool| self.free_mids.iter().filter(|(_, v)| *v == video).count() as u32;
+        let (wa, wv) = (waiting(false), waiting(true));
+        if wa + wv == 0 {
+            return;
+        }
+        self.send(Msg::MediaSectionsRequirement(proto::MediaSectionsRequirement {
+            num_audios: wa.saturating_sub(free(false)),
+            num_videos: wv.saturating_sub(free(true)),
+        }));
+    }
+
+    /// After a description exchange on `pc`, placed subscriptions start
+    /// flowing, beginning with a keyframe.
+    pub(super) fn activate_negotiated(&mut self, pc: usize) {
+        if pc != self.sub_pc() {
+            return;
+        }
+        let mut ask = Vec::new();
+        for (track_sid, sub) in &mut self.subscribed {
+            if sub.mid.is_some() && !sub.active {
+                sub.active = true;
+                ask.push((sub.publisher.clone(), track_sid.clone()));
+            }
+        }
+        for (publisher, track_sid) in ask {
+            self.ask_publisher_for_keyframe(&publisher, track_sid, 2);
+        }
+    }
+
+    /// Dual PC: offers the subscriber PC's current state (data channels on
+    /// first use, an m-line per subscription, inactive for ended ones).
+    pub(super) fn negotiate_subscriber(&mut self) {
+        if self.pcs.len() < 2 {
+            return;
+        }
+        if self.pcs[1].pending_offer.is_some() {
+            self.renegotiate = true;
+            return;
+        }
+        let first = self.offer_id == 0;
+        let mut slots = HashMap::new();
+        let freed: Vec<(Mid, bool)> = std::mem::take(&mut self.free_mids);
+        let mut reusable: Vec<(Mid, bool)> = Vec::new();
+        let pc = &mut self.pcs[1];
+        let mut api = pc.rtc.sdp_api();
+        if first {
+            api.add_channel(RELIABLE_LABEL.to_string());
+            api.add_channel_with_config(ChannelConfig {
+                label: LOSSY_LABEL.to_string(),
+                ordered: false,
+                reliability: str0m::channel::Reliability::MaxRetransmits { retransmits: 0 },
+                ..Default::default()
+            });
+        }
+        for (mid, video) in freed {
+            if self.subscribed.values().any(|s| s.mid == Some(mid)) {
+                continue;
+            }
+            api.set_direction(mid, Direction::Inactive);
+            reusable.push((mid, video));
+        }
+        for (track_sid, sub) in self.subscribed.iter_mut() {
+            let stream = format!("{}|{}", sub.publisher, track_sid);
+            if sub.mid.is_none() {
+                let mid = match reusable.iter().position(|(_, v)| *v == sub.video) {
+                    Some(i) => {
+                        let (mid, _) = reusable.remove(i);
+                        api.set_direction(mid, Direction::SendOnly);
+                        mid
+                    }
+                    None => {
+                        let kind = if sub.video { MediaKind::Video } else { MediaKind::Audio };
+                        api.add_media(kind, Direction::SendOnly, Some(stream.clone()), Some(track_sid.clone()), None)
+                    }
+                };
+                sub.mid = Some(mid);
+            }
+            if let Some(mid) = sub.mid {
+                slots.insert(mid.to_string(), SendSlot::Track { stream, track: track_sid.clone() });
+            }
+        }
+        for (mid, _) in &reusable {
+            slots.insert(mid.to_string(), SendSlot::Unused);
+        }
+        self.free_mids = reusable;
+        if !api.has_changes() {
+            return;
+        }
+        let Some((offer, pending)) = api.apply() else { return };
+        pc.pending_offer = Some(pending);
+        self.offer_id += 1;
+        let sdp = sdp::rewrite_send_slots(&offer.to_sdp_string(), &slots);
+        self.send(Msg::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp,
+            id: self.offer_id,
+            mid_to_track_id: Default::default(),
+        }));
+    }
+}

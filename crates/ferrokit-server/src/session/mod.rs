@@ -1,0 +1,385 @@
+//! One participant's task: its signal WebSocket, its peer connection(s) and
+//! its place in the room. Everything for a participant happens here, in
+//! order: signal requests, room commands, datagrams, media from publishers
+//! and str0m timeouts.
+
+mod media;
+mod signal;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as proto;
+use prost::Message as _;
+use proto::signal_response::Message as Msg;
+use str0m::media::Mid;
+use str0m::rtp::Ssrc;
+use tokio::sync::mpsc;
+
+use crate::net::{Datagram, UdpMux};
+use crate::rooms::{Command, Mailbox, MediaItem, RoomEntry, MEDIA_QUEUE_LEN};
+use crate::rtc::peer::Peer;
+use crate::sfu::{Codec, Downtrack};
+
+/// Seconds between client pings (JoinResponse.ping_interval).
+pub const PING_INTERVAL_SECS: i32 = 5;
+/// Seconds of silence after which a client gives up (JoinResponse.ping_timeout).
+pub const PING_TIMEOUT_SECS: i32 = 15;
+/// Interval of WebSocket-level pings from the server.
+const WS_PING_EVERY: Duration = Duration::from_secs(10);
+/// Interval of `refresh_token` messages.
+const TOKEN_REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Minimum interval between keyframe requests sent to a publisher per track.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// What the session needs from the server around it.
+pub struct SessionContext {
+    /// The shared UDP port.
+    pub mux: UdpMux,
+    /// Address in our ICE candidates (node_ip:udp_port).
+    pub candidate_addr: SocketAddr,
+    /// How long a participant whose signal closed is kept.
+    pub departure_timeout: Duration,
+    /// Mints a refreshed token for this participant (None: no refresh).
+    pub refresh_token: Box<dyn Fn() -> Option<String> + Send + Sync>,
+}
+
+/// A published track's media as the publisher task sees it.
+struct Incoming {
+    track_sid: Arc<str>,
+    started: bool,
+    /// Subscribers' media inboxes.
+    downtracks: Vec<(String, mpsc::Sender<MediaItem>)>,
+    last_keyframe_request: Option<Instant>,
+    rids: Vec<String>,
+}
+
+/// A subscribed track as the subscriber task sees it.
+struct Subscribed {
+    publisher: String,
+    track: proto::TrackInfo,
+    video: bool,
+    /// Peer connection index and mid, once negotiated.
+    mid: Option<Mid>,
+    /// The client has our description carrying this mid.
+    active: bool,
+    dt: Downtrack,
+    pt_cache: Option<(Codec, str0m::media::Pt)>,
+}
+
+/// A participant's task state.
+pub struct Session {
+    sid: String,
+    room: Arc<RoomEntry>,
+    ctx: Arc<SessionContext>,
+    single_pc: bool,
+    /// [publisher (or the single PC), subscriber (dual PC only)].
+    pcs: Vec<Peer>,
+    json: bool,
+    ws_open: bool,
+    departure_deadline: Option<Instant>,
+    closing: bool,
+    /// Publisher side: mid -> incoming track.
+    incoming: HashMap<Mid, Incoming>,
+    /// Publisher side: ssrc -> (mid, layer).
+    ssrc_layers: HashMap<Ssrc, (Mid, u8)>,
+    /// Subscriber side: track sid -> subscription.
+    subscribed: HashMap<String, Subscribed>,
+    /// Subscriber side: mids free for reuse, with their kind (true = video).
+    free_mids: Vec<(Mid, bool)>,
+    /// Dual PC: a new offer is needed once the pending one is answered.
+    renegotiate: bool,
+    offer_id: u32,
+    outbox: Vec<Msg>,
+    warned: std::collections::HashSet<&'static str>,
+}
+
+/// Channels the task reads.
+pub struct Inboxes {
+    ctrl: mpsc::UnboundedReceiver<Command>,
+    media: mpsc::Receiver<MediaItem>,
+    udp: mpsc::Receiver<Datagram>,
+}
+
+/// Creates a participant's mailbox and the task's inboxes.
+pub fn mailbox() -> (Mailbox, mpsc::UnboundedReceiver<Command>, mpsc::Receiver<MediaItem>) {
+    let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE_LEN);
+    (
+        Mailbox {
+            ctrl: ctrl_tx,
+            media: media_tx,
+        },
+        ctrl_rx,
+        media_rx,
+    )
+}
+
+impl Session {
+    /// Builds the session's peer connections and registers their ufrags.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sid: String,
+        room: Arc<RoomEntry>,
+        ctx: Arc<SessionContext>,
+        single_pc: bool,
+        ctrl: mpsc::UnboundedReceiver<Command>,
+        media: mpsc::Receiver<MediaItem>,
+    ) -> Result<(Self, Inboxes), crate::rtc::peer::PeerError> {
+        let now = Instant::now();
+        let (udp_tx, udp_rx) = mpsc::channel(crate::net::udp::QUEUE_LEN);
+        let count = if single_pc { 1 } else { 2 };
+        let mut pcs = Vec::with_capacity(count);
+        for i in 0..count {
+            let peer = Peer::new(ctx.candidate_addr, now)?;
+            ctx.mux.register(&peer.ufrag, i, udp_tx.clone());
+            pcs.push(peer);
+        }
+        let session = Self {
+            sid,
+            room,
+            ctx,
+            single_pc,
+            pcs,
+            json: false,
+            ws_open: true,
+            departure_deadline: None,
+            closing: false,
+            incoming: HashMap::new(),
+            ssrc_layers: HashMap::new(),
+            subscribed: HashMap::new(),
+            free_mids: Vec::new(),
+            renegotiate: false,
+            offer_id: 0,
+            outbox: Vec::new(),
+            warned: Default::default(),
+        };
+        Ok((
+            session,
+            Inboxes {
+                ctrl,
+                media,
+                udp: udp_rx,
+            },
+        ))
+    }
+
+    /// Queues a signal message; it is written after the current step.
+    fn send(&mut self, msg: Msg) {
+        self.outbox.push(msg);
+    }
+
+    /// Logs a warning once per kind for this participant.
+    fn warn_once(&mut self, what: &'static str, detail: &str) {
+        if self.warned.insert(what) {
+            tracing::warn!(participant = %self.sid, "{what}: {detail}");
+        }
+    }
+
+    /// Runs the participant until it leaves. `first` holds messages that
+    /// must go out first (the JoinResponse); `publisher_offer` is the offer
+    /// carried in a v1 JoinRequest.
+    pub async fn run(
+        mut self,
+        mut inboxes: Inboxes,
+        ws: WebSocket,
+        first: Vec<Msg>,
+        publisher_offer: Option<proto::SessionDescription>,
+    ) {
+        let (mut sink, mut stream) = ws.split();
+        self.outbox.extend(first);
+        if let Some(refreshed) = (self.ctx.refresh_token)() {
+            self.send(Msg::RefreshToken(refreshed));
+        }
+        if !self.single_pc {
+            self.negotiate_subscriber();
+        }
+        if let Some(offer) = publisher_offer {
+            self.on_offer(offer);
+        }
+        let mut ws_ping = tokio::time::interval(WS_PING_EVERY);
+        let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
+        refresh.tick().await;
+        let mut next_timeout = self.drain_all();
+        loop {
+            if !self.flush(&mut sink).await {
+                self.lost_signal();
+            }
+            if self.closing {
+                break;
+            }
+            let departure = self
+                .departure_deadline
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                frame = stream.next(), if self.ws_open => match frame {
+                    Some(Ok(WsMessage::Binary(b))) => {
+                        match proto::SignalRequest::decode(b.as_ref()) {
+                            Ok(req) => self.on_request(req),
+                            Err(e) => self.bad_frame(&e.to_string()),
+                        }
+                    }
+                    Some(Ok(WsMessage::Text(t))) => {
+                        self.json = true;
+                        match serde_json::from_str::<proto::SignalRequest>(t.as_str()) {
+                            Ok(req) => self.on_request(req),
+                            Err(e) => self.bad_frame(&e.to_string()),
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => self.lost_signal(),
+                },
+                Some(cmd) = inboxes.ctrl.recv() => self.on_command(cmd),
+                Some(item) = inboxes.media.recv() => {
+                    let now = Instant::now();
+                    self.forward(item, now);
+                    // Batch whatever else is already queued; str0m wants a
+                    // full drain after every mutation.
+                    for _ in 0..64 {
+                        self.drain_all();
+                        match inboxes.media.try_recv() {
+                            Ok(item) => self.forward(item, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(d) = inboxes.udp.recv() => {
+                    self.on_datagram(d);
+                    for _ in 0..64 {
+                        self.drain_all();
+                        match inboxes.udp.try_recv() {
+                            Ok(d) => self.on_datagram(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_timeout.into()) => {
+                    let now = Instant::now();
+                    for pc in &mut self.pcs {
+                        let _ = pc.rtc.handle_input(str0m::Input::Timeout(now));
+                    }
+                }
+                _ = ws_ping.tick(), if self.ws_open => {
+                    if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        self.lost_signal();
+                    }
+                }
+                _ = refresh.tick(), if self.ws_open => {
+                    if let Some(t) = (self.ctx.refresh_token)() {
+                        self.send(Msg::RefreshToken(t));
+                    }
+                }
+                _ = tokio::time::sleep_until(departure.into()), if self.departure_deadline.is_some() => {
+                    tracing::info!(participant = %self.sid, "departure timeout");
+                    self.closing = true;
+                }
+            }
+            next_timeout = self.drain_all();
+            if self.pcs.iter().all(|pc| !pc.rtc.is_alive()) && self.departure_deadline.is_some() {
+                self.closing = true;
+            }
+        }
+        let _ = self.flush(&mut sink).await;
+        let _ = sink.send(WsMessage::Close(None)).await;
+        self.cleanup();
+    }
+
+    /// Writes queued signal messages. False if the socket failed.
+    async fn flush(
+        &mut self,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    ) -> bool {
+        if self.outbox.is_empty() || !self.ws_open {
+            self.outbox.clear();
+            return true;
+        }
+        for msg in std::mem::take(&mut self.outbox) {
+            let resp = proto::SignalResponse { message: Some(msg) };
+            let frame = if self.json {
+                match serde_json::to_string(&resp) {
+                    Ok(s) => WsMessage::Text(s.into()),
+                    Err(_) => continue,
+                }
+            } else {
+                WsMessage::Binary(resp.encode_to_vec().into())
+            };
+            if sink.send(frame).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The signal connection closed without `leave`: keep the participant
+    /// for `departure_timeout`, then remove it.
+    fn lost_signal(&mut self) {
+        if self.ws_open {
+            self.ws_open = false;
+            self.departure_deadline = Some(Instant::now() + self.ctx.departure_timeout);
+            tracing::info!(participant = %self.sid, "signal connection closed");
+        }
+    }
+
+    /// An undecodable frame: `leave` would be too harsh for one frame, so the
+    /// client gets a `request_response` and the frame is logged once.
+    fn bad_frame(&mut self, err: &str) {
+        self.warn_once("malformed signal frame", err);
+        self.send(Msg::RequestResponse(proto::RequestResponse {
+            reason: proto::request_response::Reason::InvalidRequest as i32,
+            message: format!("malformed signal request: {err}"),
+            ..Default::default()
+        }));
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Signal(msg) => self.send(msg),
+            Command::Subscribe { publisher, track } => self.on_subscribe(publisher, track),
+            Command::Unsubscribe { track_sid } => self.on_unsubscribe(&track_sid),
+            Command::AddDowntrack {
+                track_sid,
+                subscriber,
+                media,
+            } => {
+                if let Some(inc) = self.incoming.values_mut().find(|i| *i.track_sid == *track_sid) {
+                    inc.downtracks.retain(|(s, _)| *s != subscriber);
+                    inc.downtracks.push((subscriber, media));
+                }
+                self.request_keyframe(&track_sid, None);
+            }
+            Command::RemoveDowntrack {
+                track_sid,
+                subscriber,
+            } => {
+                if let Some(inc) = self.incoming.values_mut().find(|i| *i.track_sid == *track_sid) {
+                    inc.downtracks.retain(|(s, _)| *s != subscriber);
+                }
+            }
+            Command::KeyframeRequest { track_sid, layer } => {
+                self.request_keyframe(&track_sid, Some(layer))
+            }
+            Command::Data(d) => {
+                // Dual PC: the subscriber PC carries server->client data once open.
+                let sent = self.pcs.len() > 1 && self.pcs[1].send_data(d.reliable, &d.bytes);
+                if !sent && !self.pcs[0].send_data(d.reliable, &d.bytes) && d.reliable {
+                    self.warn_once("data dropped", "no open data channel");
+                }
+            }
+            Command::Disconnect => self.closing = true,
+        }
+    }
+
+    fn cleanup(&mut self) {
+        let sid = self.sid.clone();
+        self.room.update(|r| ((), r.leave(&sid)));
+        self.room.remove_mailbox(&sid);
+        for pc in &self.pcs {
+            self.ctx.mux.unregister(&pc.ufrag);
+        }
+        tracing::info!(participant = %sid, "participant left");
+    }
+}
