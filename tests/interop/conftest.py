@@ -9,6 +9,7 @@ Environment:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import pytest
 
@@ -32,6 +33,7 @@ LOG_PATH = HERE / "server.log"
 STARTUP_TIMEOUT = 20.0
 SHUTDOWN_TIMEOUT = 10.0
 LOG_TAIL_LINES = 60
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -42,23 +44,39 @@ class Server:
     api_secret: str
     proc: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
-
-    def log_tail(self, start: int = 0, lines: int = LOG_TAIL_LINES) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return "(no server log)"
-        with open(self.log_path, "rb") as f:
-            f.seek(start)
-            text = f.read().decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+    log_file: Optional[BinaryIO] = None  # read through our own fd
 
     def log_size(self) -> int:
-        return self.log_path.stat().st_size if self.log_path and self.log_path.exists() else 0
+        return os.fstat(self.log_file.fileno()).st_size if self.log_file and not self.log_file.closed else 0
+
+    def log_tail(self, start: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+        if self.log_file is None or self.log_file.closed:
+            return f"(server log closed; see {self.log_path})"
+        size = self.log_size()
+        text = os.pread(self.log_file.fileno(), max(size - start, 0), start).decode("utf-8", "replace")
+        text = ANSI_ESCAPE.sub("", text)
+        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
 def _free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _open_log() -> tuple[Path, BinaryIO]:
+    """server.log, locked for this session; if another run holds it,
+    server.<pid>.log (so concurrent runs do not clobber each other's log)."""
+    for path in (LOG_PATH, HERE / f"server.{os.getpid()}.log"):
+        f = open(path, "a+b")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        f.truncate(0)
+        return path, f
+    raise RuntimeError("cannot open a server log file")
 
 
 def _http_ok(url: str) -> bool:
@@ -87,11 +105,12 @@ def server():
     cmd = [binary, "serve", "--dev", "--bind", "127.0.0.1", "--port", str(port), "--udp-port", str(udp_port)]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
-    log_file = open(LOG_PATH, "wb")
+    env.setdefault("NO_COLOR", "1")
+    log_path, log_file = _open_log()
     log_file.write(f"$ {' '.join(cmd)}\n".encode())
     log_file.flush()
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, LOG_PATH)
+    srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, log_path, log_file)
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     try:
@@ -144,7 +163,7 @@ def pytest_runtest_makereport(item, call):
     """Attach the server log written during a failed test to its report."""
     report = yield
     srv = getattr(item, "_server", None)
-    if report.failed and srv is not None and srv.log_path is not None:
+    if report.failed and srv is not None and srv.log_file is not None:
         start = getattr(item, "_server_log_start", 0)
         report.sections.append((f"server log during test (last {LOG_TAIL_LINES} lines)", srv.log_tail(start)))
     return report

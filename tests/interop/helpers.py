@@ -235,6 +235,18 @@ def room_options(single_pc: bool, **kw: Any) -> rtc.RoomOptions:
     return rtc.RoomOptions(single_peer_connection=single_pc, **kw)
 
 
+async def assert_pc_mode(client: Client, single_pc: bool) -> None:
+    """Check from the SDK's RTC stats that the connection really is in the
+    requested mode (an SDK asked for /rtc/v1 silently falls back to /rtc on a
+    404): single PC has no subscriber PC; dual has a connected one."""
+    stats = await bounded(client.room.get_rtc_stats(), 10, f"{client.identity} get_rtc_stats")
+    sub_kinds = {s.WhichOneof("stats") for s in stats.subscriber_stats}
+    if single_pc:
+        assert not sub_kinds, f"single PC requested but a subscriber PC exists: {sorted(sub_kinds)}"
+    else:
+        assert "transport" in sub_kinds, f"dual PC requested but no subscriber transport: {sorted(sub_kinds)}"
+
+
 class ClientPool:
     """Connects SDK clients to the test server and disconnects them all (bounded)
     at teardown."""

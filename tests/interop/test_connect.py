@@ -1,9 +1,9 @@
 """Joining and leaving a room, in single and dual peer-connection mode."""
 
-from helpers import bounded, make_token
+from helpers import assert_pc_mode, bounded, make_token
 
 
-async def test_join(connect, room_name):
+async def test_join(connect, room_name, pc_mode):
     alice = await connect("alice", token=make_token("alice", room_name, name="Alice A."))
     bob = await connect("bob")
 
@@ -28,6 +28,9 @@ async def test_join(connect, room_name):
     sid_b = await bounded(bob.room.sid, 10, "bob's room sid")
     assert sid_a.startswith("RM_"), sid_a
     assert sid_a == sid_b
+
+    for c in (alice, bob):
+        await assert_pc_mode(c, pc_mode == "single")
 
 
 async def test_leave(connect):

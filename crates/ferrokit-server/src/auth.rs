@@ -66,7 +66,10 @@ pub struct VideoGrant {
     pub room_admin: bool,
     #[serde(deserialize_with = "null_as_default", skip_serializing_if = "is_false")]
     pub room_join: bool,
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub room: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_publish: Option<bool>,
@@ -76,7 +79,10 @@ pub struct VideoGrant {
     pub can_publish_data: Option<bool>,
     /// Lowercase source names (`camera`, `microphone`, `screen_share`,
     /// `screen_share_audio`); empty means every source.
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub can_publish_sources: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_update_own_metadata: Option<bool>,
@@ -158,19 +164,34 @@ pub struct Claims {
     /// Not before, seconds since the Unix epoch (0: absent).
     #[serde(deserialize_with = "null_as_default", skip_serializing_if = "is_zero")]
     pub nbf: u64,
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub metadata: String,
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "HashMap::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
     pub attributes: HashMap<String, String>,
     /// Participant kind name (`standard`, `agent`, `sip`, `egress`, `ingress`).
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     #[serde(deserialize_with = "null_as_default")]
     pub video: VideoGrant,
     /// Base64 SHA-256 of a webhook body.
-    #[serde(deserialize_with = "null_as_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub sha256: String,
 }
 
@@ -212,10 +233,9 @@ impl KeyProvider {
     /// Verifies `token` (signature with the secret of its `iss`, `exp` and
     /// `nbf` with [`CLOCK_SKEW_SECS`] of skew) and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let unverified: Claims =
-            jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
-                .map_err(|_| AuthError::Malformed)?
-                .claims;
+        let unverified: Claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+            .map_err(|_| AuthError::Malformed)?
+            .claims;
         let secret = self.secret(&unverified.iss).ok_or(AuthError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_SKEW_SECS;
@@ -268,7 +288,10 @@ mod tests {
     use super::*;
 
     fn provider() -> KeyProvider {
-        KeyProvider::new(HashMap::from([("devkey".to_string(), "secret".to_string())]))
+        KeyProvider::new(HashMap::from([(
+            "devkey".to_string(),
+            "secret".to_string(),
+        )]))
     }
 
     fn claims(exp: u64) -> Claims {

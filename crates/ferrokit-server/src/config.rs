@@ -127,13 +127,19 @@ impl Config {
     /// Parses livekit-server's `--keys` form, `"key: secret"` (several
     /// separated by newlines or commas), into the keys.
     pub fn add_keys_str(&mut self, text: &str) -> Result<(), ConfigError> {
-        for entry in text.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()) {
-            let (k, s) = entry
-                .split_once(':')
-                .ok_or_else(|| ConfigError(format!("keys: expected \"key: secret\", got {entry:?}")))?;
+        for entry in text
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (k, s) = entry.split_once(':').ok_or_else(|| {
+                ConfigError(format!("keys: expected \"key: secret\", got {entry:?}"))
+            })?;
             let (k, s) = (k.trim(), s.trim());
             if k.is_empty() || s.is_empty() {
-                return Err(ConfigError(format!("keys: empty key or secret in {entry:?}")));
+                return Err(ConfigError(format!(
+                    "keys: empty key or secret in {entry:?}"
+                )));
             }
             self.keys.insert(k.to_string(), s.to_string());
         }

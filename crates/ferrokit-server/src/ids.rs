@@ -48,7 +48,12 @@ mod tests {
 
     #[test]
     fn ids_have_prefix_and_base57_body() {
-        for prefix in [ROOM_PREFIX, PARTICIPANT_PREFIX, TRACK_PREFIX, DATA_TRACK_PREFIX] {
+        for prefix in [
+            ROOM_PREFIX,
+            PARTICIPANT_PREFIX,
+            TRACK_PREFIX,
+            DATA_TRACK_PREFIX,
+        ] {
             let id = new_id(prefix);
             assert!(id.starts_with(prefix));
             let body = &id[prefix.len()..];

@@ -17,6 +17,8 @@ use crate::sfu::ForwardPacket;
 
 /// A command for a participant's task.
 #[derive(Debug)]
+// Control plane only (never per packet): boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Send this on the signal connection.
     Signal(proto::signal_response::Message),

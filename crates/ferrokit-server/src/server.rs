@@ -78,11 +78,13 @@ impl Server {
         }
         let bind_ip = config.bind_ip();
         let udp_bind = SocketAddr::new(bind_ip, config.rtc.udp_port);
-        let mux = UdpMux::bind(udp_bind).await.map_err(|source| StartError::Bind {
-            what: "UDP",
-            addr: udp_bind,
-            source,
-        })?;
+        let mux = UdpMux::bind(udp_bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "UDP",
+                addr: udp_bind,
+                source,
+            })?;
         let udp_addr = mux.local_addr().unwrap_or(udp_bind);
         let http_bind = SocketAddr::new(bind_ip, config.port);
         let listener = tokio::net::TcpListener::bind(http_bind)
@@ -149,7 +151,9 @@ impl Server {
             room.close_all(proto::DisconnectReason::ServerShutdown);
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while self.state.sessions.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        while self.state.sessions.load(Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.http_task.abort();

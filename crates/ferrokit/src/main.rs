@@ -11,7 +11,11 @@ use ferrokit_server::config::{DEV_API_KEY, DEV_API_SECRET};
 use ferrokit_server::{Config, Server};
 
 #[derive(Parser)]
-#[command(name = "ferrokit", version, about = "A LiveKit-compatible media server")]
+#[command(
+    name = "ferrokit",
+    version,
+    about = "A LiveKit-compatible media server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,13 +87,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -102,10 +107,14 @@ async fn shutdown_signal() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        format!("{lvl},ferrokit={lvl},str0m=warn,dimpl=warn", lvl = config.logging.level)
+        format!(
+            "{lvl},ferrokit={lvl},str0m=warn,dimpl=warn",
+            lvl = config.logging.level
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let dev = args.dev;
     let server = Server::start(config).await?;

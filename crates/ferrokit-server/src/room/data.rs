@@ -69,7 +69,7 @@ impl Room {
             .filter(|o| o.sid() != sender)
             .filter(|o| {
                 everyone
-                    || identities.iter().any(|i| *i == o.info.identity)
+                    || identities.contains(&o.info.identity)
                     || sids.iter().any(|s| s == o.sid())
             })
             .map(|o| Output::Data {

@@ -22,6 +22,8 @@ pub use participant::{Participant, PendingTrack};
 
 /// Something the IO layer must carry out for the room.
 #[derive(Debug, Clone)]
+// Control plane only (never per packet): boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Send `msg` on participant `to`'s signal connection.
     Signal { to: String, msg: Msg },
@@ -244,7 +246,8 @@ impl Room {
         let p = self
             .participant_mut(sid)
             .ok_or_else(|| Refusal::new(Reason::NotFound, "participant not found"))?;
-        let source = proto::TrackSource::try_from(req.source).unwrap_or(proto::TrackSource::Unknown);
+        let source =
+            proto::TrackSource::try_from(req.source).unwrap_or(proto::TrackSource::Unknown);
         if !p.may_publish_source(source) {
             return Err(Refusal::new(
                 Reason::NotAllowed,
@@ -252,7 +255,10 @@ impl Room {
             ));
         }
         if req.cid.is_empty() {
-            return Err(Refusal::new(Reason::InvalidRequest, "add_track without cid"));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                "add_track without cid",
+            ));
         }
         if let Some(existing) = p.pending.iter().find(|t| t.cid == req.cid) {
             return Ok(existing.info.clone());
@@ -297,7 +303,9 @@ impl Room {
 
     /// Pending tracks of a participant (for matching offer m-lines).
     pub fn pending_tracks(&self, sid: &str) -> &[PendingTrack] {
-        self.participant(sid).map(|p| p.pending.as_slice()).unwrap_or(&[])
+        self.participant(sid)
+            .map(|p| p.pending.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Media of a pending track arrived: the track is published. Others are
@@ -405,7 +413,11 @@ impl Room {
     }
 
     /// `subscription` (UpdateSubscription) from a subscriber.
-    pub fn update_subscription(&mut self, sid: &str, req: &proto::UpdateSubscription) -> Vec<Output> {
+    pub fn update_subscription(
+        &mut self,
+        sid: &str,
+        req: &proto::UpdateSubscription,
+    ) -> Vec<Output> {
         let mut track_sids: Vec<&str> = req.track_sids.iter().map(String::as_str).collect();
         for pt in &req.participant_tracks {
             track_sids.extend(pt.track_sids.iter().map(String::as_str));
@@ -476,7 +488,10 @@ impl Room {
 
     /// Sids of everyone in the room.
     pub fn participant_sids(&self) -> Vec<String> {
-        self.participants.iter().map(|p| p.sid().to_string()).collect()
+        self.participants
+            .iter()
+            .map(|p| p.sid().to_string())
+            .collect()
     }
 
     fn publisher_of(&self, track_sid: &str) -> Option<String> {
@@ -538,7 +553,11 @@ impl Room {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for s in self.participants.iter_mut().filter(|s| s.sid() != publisher) {
+        for s in self
+            .participants
+            .iter_mut()
+            .filter(|s| s.sid() != publisher)
+        {
             for t in &tracks {
                 if s.subscriptions.remove(t) {
                     out.push(Output::Unsubscribe {
@@ -563,7 +582,12 @@ impl Room {
             .participants
             .iter()
             .filter(|o| o.sid() != sid)
-            .flat_map(|o| o.info.tracks.iter().map(|t| (o.sid().to_string(), t.sid.clone())))
+            .flat_map(|o| {
+                o.info
+                    .tracks
+                    .iter()
+                    .map(|t| (o.sid().to_string(), t.sid.clone()))
+            })
             .collect();
         let mut out = Vec::new();
         for (publisher, track) in wanted {

@@ -1,8 +1,8 @@
 //! Room logic in virtual time.
 
 use super::*;
-use prost::Message;
 use crate::auth::VideoGrant;
+use prost::Message;
 
 fn params(identity: &str) -> JoinParams {
     JoinParams {
@@ -107,11 +107,15 @@ fn published_track_reaches_auto_subscribers_and_versions_grow() {
     assert!(r.participant(&a_sid).unwrap().info.version > v0);
     let seen = updates_to(&out, &b.participant.sid);
     assert_eq!(seen[0].tracks[0].sid, t.sid);
-    assert!(out.iter().any(|o| matches!(o, Output::Subscribe { subscriber, track, .. }
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Subscribe { subscriber, track, .. }
         if *subscriber == b.participant.sid && track.sid == t.sid)));
     // A late joiner subscribes on join.
     let (_, out) = r.join(params("c"), 0);
-    assert!(out.iter().any(|o| matches!(o, Output::Subscribe { track, .. } if track.sid == t.sid)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Subscribe { track, .. } if track.sid == t.sid)));
 }
 
 #[test]
@@ -134,7 +138,9 @@ fn grants_limit_publishing_and_subscribing() {
     let (c, _) = r.join(params("c"), 0);
     let t = add_audio(&mut r, &c.participant.sid, "x");
     let out = r.track_media_started(&c.participant.sid, &t.sid, "0", "audio/opus");
-    assert!(!out.iter().any(|o| matches!(o, Output::Subscribe { subscriber, .. }
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Subscribe { subscriber, .. }
         if *subscriber == b.participant.sid)));
 }
 
@@ -152,7 +158,9 @@ fn explicit_unsubscribe_and_resubscribe() {
     };
     let out = r.update_subscription(&b.participant.sid, &req(false));
     assert!(matches!(out.as_slice(), [Output::Unsubscribe { .. }]));
-    assert!(r.update_subscription(&b.participant.sid, &req(false)).is_empty());
+    assert!(r
+        .update_subscription(&b.participant.sid, &req(false))
+        .is_empty());
     let out = r.update_subscription(&b.participant.sid, &req(true));
     assert!(matches!(out.as_slice(), [Output::Subscribe { .. }]));
     let missing = proto::UpdateSubscription {
@@ -161,7 +169,13 @@ fn explicit_unsubscribe_and_resubscribe() {
         participant_tracks: vec![],
     };
     let out = r.update_subscription(&b.participant.sid, &missing);
-    assert!(matches!(out.as_slice(), [Output::Signal { msg: Msg::SubscriptionResponse(_), .. }]));
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Signal {
+            msg: Msg::SubscriptionResponse(_),
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -172,10 +186,15 @@ fn leave_ends_downtracks_and_tells_others() {
     let t = add_audio(&mut r, &a.participant.sid, "c");
     r.track_media_started(&a.participant.sid, &t.sid, "0", "audio/opus");
     let out = r.leave(&a.participant.sid);
-    assert!(out.iter().any(|o| matches!(o, Output::Unsubscribe { subscriber, .. }
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Unsubscribe { subscriber, .. }
         if *subscriber == b.participant.sid)));
     let seen = updates_to(&out, &b.participant.sid);
-    assert_eq!(seen[0].state, proto::participant_info::State::Disconnected as i32);
+    assert_eq!(
+        seen[0].state,
+        proto::participant_info::State::Disconnected as i32
+    );
     r.leave(&b.participant.sid);
     assert!(r.is_empty());
 }
@@ -229,7 +248,9 @@ fn data_routing_by_destination_and_grant() {
         })),
         ..Default::default()
     };
-    let out = r.route_data(&a.participant.sid, packet(vec![]), true).unwrap();
+    let out = r
+        .route_data(&a.participant.sid, packet(vec![]), true)
+        .unwrap();
     let to: Vec<_> = out
         .iter()
         .map(|o| match o {
@@ -242,15 +263,23 @@ fn data_routing_by_destination_and_grant() {
             _ => panic!("unexpected {o:?}"),
         })
         .collect();
-    assert_eq!(to, vec![b.participant.sid.clone(), c.participant.sid.clone()]);
-    let out = r.route_data(&a.participant.sid, packet(vec!["c".into()]), false).unwrap();
-    assert!(matches!(out.as_slice(), [Output::Data { to, data }] if *to == c.participant.sid && !data.reliable));
+    assert_eq!(
+        to,
+        vec![b.participant.sid.clone(), c.participant.sid.clone()]
+    );
+    let out = r
+        .route_data(&a.participant.sid, packet(vec!["c".into()]), false)
+        .unwrap();
+    assert!(
+        matches!(out.as_slice(), [Output::Data { to, data }] if *to == c.participant.sid && !data.reliable)
+    );
 
     let mut p = params("d");
     p.grant.can_publish = Some(false);
     let (d, _) = r.join(p, 0);
     assert_eq!(
-        r.route_data(&d.participant.sid, packet(vec![]), true).unwrap_err(),
+        r.route_data(&d.participant.sid, packet(vec![]), true)
+            .unwrap_err(),
         data::DataRefusal::NotAllowed
     );
 }

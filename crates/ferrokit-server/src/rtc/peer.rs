@@ -113,7 +113,12 @@ impl Peer {
     }
 
     /// Feeds one datagram from `source`.
-    pub fn receive(&mut self, source: SocketAddr, at: Instant, contents: &[u8]) -> Result<(), RtcError> {
+    pub fn receive(
+        &mut self,
+        source: SocketAddr,
+        at: Instant,
+        contents: &[u8],
+    ) -> Result<(), RtcError> {
         let Ok(contents) = contents.try_into() else {
             return Ok(()); // Not a protocol str0m speaks: ignore.
         };
@@ -156,7 +161,8 @@ impl Peer {
         if init.candidate.is_empty() {
             return Ok(()); // End of candidates.
         }
-        let c = Candidate::from_sdp_string(&init.candidate).map_err(|e| format!("candidate: {e}"))?;
+        let c =
+            Candidate::from_sdp_string(&init.candidate).map_err(|e| format!("candidate: {e}"))?;
         self.rtc.add_remote_candidate(c);
         Ok(())
     }
@@ -173,7 +179,10 @@ impl Peer {
 
     /// The kind of an open channel.
     pub fn channel_kind(&self, id: ChannelId) -> ChannelKind {
-        self.channels.get(&id).copied().unwrap_or(ChannelKind::Other)
+        self.channels
+            .get(&id)
+            .copied()
+            .unwrap_or(ChannelKind::Other)
     }
 
     /// Sends a binary message on the reliable or lossy channel, if open.
@@ -203,7 +212,11 @@ impl Peer {
         let media = self.rtc.media(mid)?;
         let config = self.rtc.codec_config();
         let remote = media.remote_pts();
-        let base = if codec == Codec::Red { Codec::Opus } else { codec };
+        let base = if codec == Codec::Red {
+            Codec::Opus
+        } else {
+            codec
+        };
         let params = config.params().iter().find(|p| {
             remote.contains(&p.pt()) && Codec::from_name(&p.spec().codec.to_string()) == base
         })?;

@@ -86,7 +86,9 @@ pub fn sections(sdp: &str) -> Vec<Section> {
             continue;
         }
         let Some(s) = cur.as_mut() else { continue };
-        let Some(attr) = line.strip_prefix("a=") else { continue };
+        let Some(attr) = line.strip_prefix("a=") else {
+            continue;
+        };
         if let Some(mid) = attr.strip_prefix("mid:") {
             s.mid = mid.trim().to_string();
         } else if let Some(d) = Direction::from_attr(attr) {

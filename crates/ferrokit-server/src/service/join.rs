@@ -74,8 +74,12 @@ pub fn decode_join_request(param: &str) -> Result<proto::JoinRequest, JoinRefusa
         .iter()
         .find_map(|e| e.decode(param.trim()).ok())
         .ok_or_else(|| JoinRefusal::new(400, "join_request is not base64"))?;
-    let wrapped = proto::WrappedJoinRequest::decode(bytes.as_slice())
-        .map_err(|e| JoinRefusal::new(400, format!("join_request is not a WrappedJoinRequest: {e}")))?;
+    let wrapped = proto::WrappedJoinRequest::decode(bytes.as_slice()).map_err(|e| {
+        JoinRefusal::new(
+            400,
+            format!("join_request is not a WrappedJoinRequest: {e}"),
+        )
+    })?;
     let inner = match proto::wrapped_join_request::Compression::try_from(wrapped.compression) {
         Ok(proto::wrapped_join_request::Compression::None) => wrapped.join_request,
         Ok(proto::wrapped_join_request::Compression::Gzip) => {
@@ -100,7 +104,10 @@ pub fn parse_join(
     keys: &KeyProvider,
 ) -> Result<JoinIntent, JoinRefusal> {
     let token = authorization
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .or_else(|| query.get("access_token").map(String::as_str))
@@ -121,7 +128,7 @@ pub fn parse_join(
             .get("join_request")
             .ok_or_else(|| JoinRefusal::new(400, "missing join_request"))?;
         let jr = decode_join_request(param)?;
-        let settings = jr.connection_settings.clone().unwrap_or_default();
+        let settings = jr.connection_settings.unwrap_or_default();
         let info = jr.client_info.clone().unwrap_or_default();
         Ok(JoinIntent {
             claims,
@@ -180,7 +187,10 @@ mod tests {
         let (bytes, compression) = if gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             e.write_all(&raw).unwrap();
-            (e.finish().unwrap(), proto::wrapped_join_request::Compression::Gzip)
+            (
+                e.finish().unwrap(),
+                proto::wrapped_join_request::Compression::Gzip,
+            )
         } else {
             (raw, proto::wrapped_join_request::Compression::None)
         };
@@ -226,17 +236,36 @@ mod tests {
         // v1 without join_request: 400.
         assert_eq!(parse_join(true, &q, None, &keys()).unwrap_err().status, 400);
         // No token: 401.
-        assert_eq!(parse_join(false, &HashMap::new(), None, &keys()).unwrap_err().status, 401);
+        assert_eq!(
+            parse_join(false, &HashMap::new(), None, &keys())
+                .unwrap_err()
+                .status,
+            401
+        );
         // Bad token: 401; missing room or identity: 400.
         q.insert("access_token".into(), "garbage".into());
-        assert_eq!(parse_join(false, &q, None, &keys()).unwrap_err().status, 401);
+        assert_eq!(
+            parse_join(false, &q, None, &keys()).unwrap_err().status,
+            401
+        );
         q.insert("access_token".into(), token("", "bob"));
-        assert_eq!(parse_join(false, &q, None, &keys()).unwrap_err().status, 400);
+        assert_eq!(
+            parse_join(false, &q, None, &keys()).unwrap_err().status,
+            400
+        );
         q.insert("access_token".into(), token("r", ""));
-        assert_eq!(parse_join(false, &q, None, &keys()).unwrap_err().status, 400);
+        assert_eq!(
+            parse_join(false, &q, None, &keys()).unwrap_err().status,
+            400
+        );
         // Garbage join_request: 400.
         let q = HashMap::from([("join_request".to_string(), "!!!".to_string())]);
         let auth = format!("Bearer {}", token("r", "a"));
-        assert_eq!(parse_join(true, &q, Some(&auth), &keys()).unwrap_err().status, 400);
+        assert_eq!(
+            parse_join(true, &q, Some(&auth), &keys())
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 }

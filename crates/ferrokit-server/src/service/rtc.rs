@@ -34,7 +34,12 @@ fn refusal(r: JoinRefusal) -> Response {
         .into_response()
 }
 
-fn check(state: &ServerState, single_pc: bool, q: &HashMap<String, String>, h: &HeaderMap) -> Result<JoinIntent, JoinRefusal> {
+fn check(
+    state: &ServerState,
+    single_pc: bool,
+    q: &HashMap<String, String>,
+    h: &HeaderMap,
+) -> Result<JoinIntent, JoinRefusal> {
     let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let intent = parse_join(single_pc, q, auth, &state.keys)?;
     if state.shutting_down() {
@@ -46,7 +51,12 @@ fn check(state: &ServerState, single_pc: bool, q: &HashMap<String, String>, h: &
     Ok(intent)
 }
 
-fn validate(state: &ServerState, single_pc: bool, q: &HashMap<String, String>, h: &HeaderMap) -> Response {
+fn validate(
+    state: &ServerState,
+    single_pc: bool,
+    q: &HashMap<String, String>,
+    h: &HeaderMap,
+) -> Response {
     match check(state, single_pc, q, h) {
         Ok(_) => ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], "success").into_response(),
         Err(r) => {
@@ -111,9 +121,11 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         return;
     }
     let config = &state.config;
-    let room = state
-        .rooms
-        .get_or_create(&intent.room, config.empty_timeout(), config.departure_timeout());
+    let room = state.rooms.get_or_create(
+        &intent.room,
+        config.empty_timeout(),
+        config.departure_timeout(),
+    );
     let (mailbox, ctrl_rx, media_rx) = session::mailbox();
     let claims = intent.claims.clone();
     let params = JoinParams {
@@ -151,13 +163,20 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         subscriber_primary: !intent.single_pc && can_subscribe,
         ping_interval: PING_INTERVAL_SECS,
         ping_timeout: PING_TIMEOUT_SECS,
-        enabled_publish_codecs: ["audio/opus", "audio/red", "video/VP8", "video/H264", "video/VP9", "video/AV1"]
-            .iter()
-            .map(|m| proto::Codec {
-                mime: m.to_string(),
-                fmtp_line: String::new(),
-            })
-            .collect(),
+        enabled_publish_codecs: [
+            "audio/opus",
+            "audio/red",
+            "video/VP8",
+            "video/H264",
+            "video/VP9",
+            "video/AV1",
+        ]
+        .iter()
+        .map(|m| proto::Codec {
+            mime: m.to_string(),
+            fmtp_line: String::new(),
+        })
+        .collect(),
         ..Default::default()
     };
     let keys = state.keys.clone();
@@ -174,10 +193,22 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
             crate::auth::sign(&c, secret).ok()
         }),
     });
-    match Session::new(sid.clone(), room.clone(), ctx, intent.single_pc, ctrl_rx, media_rx) {
+    match Session::new(
+        sid.clone(),
+        room.clone(),
+        ctx,
+        intent.single_pc,
+        ctrl_rx,
+        media_rx,
+    ) {
         Ok((session, inboxes)) => {
             session
-                .run(inboxes, socket, vec![Msg::Join(join)], intent.publisher_offer)
+                .run(
+                    inboxes,
+                    socket,
+                    vec![Msg::Join(join)],
+                    intent.publisher_offer,
+                )
                 .await
         }
         Err(e) => {

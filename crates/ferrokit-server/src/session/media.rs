@@ -61,7 +61,11 @@ impl Session {
                             break;
                         }
                         Ok(Output::Transmit(t)) => {
-                            let _ = self.ctx.mux.socket().try_send_to(&t.contents, t.destination);
+                            let _ = self
+                                .ctx
+                                .mux
+                                .socket()
+                                .try_send_to(&t.contents, t.destination);
                         }
                         Ok(Output::Event(e)) => events.push((i, e)),
                         Err(e) => {
@@ -82,7 +86,9 @@ impl Session {
     }
 
     pub(super) fn on_datagram(&mut self, d: Datagram) {
-        let Some(pc) = self.pcs.get_mut(d.pc) else { return };
+        let Some(pc) = self.pcs.get_mut(d.pc) else {
+            return;
+        };
         if let Err(e) = pc.receive(d.source, d.at, &d.contents) {
             self.warn_once("bad datagram", &e.to_string());
         }
@@ -110,10 +116,12 @@ impl Session {
                 match proto::DataPacket::decode(d.data.as_slice()) {
                     Ok(packet) => {
                         let sid = self.sid.clone();
-                        let routed = self.room.update(|r| match r.route_data(&sid, packet, reliable) {
-                            Ok(out) => (Ok(()), out),
-                            Err(e) => (Err(e), Vec::new()),
-                        });
+                        let routed =
+                            self.room
+                                .update(|r| match r.route_data(&sid, packet, reliable) {
+                                    Ok(out) => (Ok(()), out),
+                                    Err(e) => (Err(e), Vec::new()),
+                                });
                         if let Err(e) = routed {
                             self.warn_once("data packet dropped", &e.to_string());
                         }
@@ -151,7 +159,11 @@ impl Session {
                 let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid())) else {
                     return;
                 };
-                let rids = self.incoming.get(&mid).map(|i| i.rids.as_slice()).unwrap_or(&[]);
+                let rids = self
+                    .incoming
+                    .get(&mid)
+                    .map(|i| i.rids.as_slice())
+                    .unwrap_or(&[]);
                 let layer = layer_of(rid.as_ref().map(|r| r.as_ref()), rids);
                 self.ssrc_layers.insert(ssrc, (mid, layer));
                 (mid, layer)
@@ -167,10 +179,16 @@ impl Session {
             let track_sid = inc.track_sid.to_string();
             let sid = self.sid.clone();
             let mid_s = mid.to_string();
-            self.room
-                .update(|r| ((), r.track_media_started(&sid, &track_sid, &mid_s, mime(codec))));
+            self.room.update(|r| {
+                (
+                    (),
+                    r.track_media_started(&sid, &track_sid, &mid_s, mime(codec)),
+                )
+            });
         }
-        let Some(inc) = self.incoming.get_mut(&mid) else { return };
+        let Some(inc) = self.incoming.get_mut(&mid) else {
+            return;
+        };
         if inc.downtracks.is_empty() {
             return;
         }
@@ -250,25 +268,38 @@ impl Session {
     /// Subscriber side: writes one forwarded packet on its downtrack.
     pub(super) fn forward(&mut self, item: MediaItem, now: Instant) {
         let pc = self.sub_pc();
-        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else { return };
-        let (Some(mid), true) = (sub.mid, sub.active) else { return };
+        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else {
+            return;
+        };
+        let (Some(mid), true) = (sub.mid, sub.active) else {
+            return;
+        };
         let f = sub.dt.on_packet(&item.packet, now);
         if let Some(layer) = sub.dt.take_keyframe_request() {
             let publisher = sub.publisher.clone();
             self.ask_publisher_for_keyframe(&publisher, item.track_sid.to_string(), layer);
         }
         let Some(f) = f else { return };
-        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else { return };
+        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else {
+            return;
+        };
         let p = &item.packet;
         // Payload type for this codec on this m-line; RED falls back to Opus.
         let (codec, pt) = match sub.pt_cache {
             Some((c, pt)) if c == p.codec || (p.codec == Codec::Red && c == Codec::Opus) => (c, pt),
             _ => {
-                let found = self.pcs[pc].pt_for(mid, p.codec).map(|pt| (p.codec, pt)).or_else(|| {
-                    (p.codec == Codec::Red)
-                        .then(|| self.pcs[pc].pt_for(mid, Codec::Opus).map(|pt| (Codec::Opus, pt)))
-                        .flatten()
-                });
+                let found = self.pcs[pc]
+                    .pt_for(mid, p.codec)
+                    .map(|pt| (p.codec, pt))
+                    .or_else(|| {
+                        (p.codec == Codec::Red)
+                            .then(|| {
+                                self.pcs[pc]
+                                    .pt_for(mid, Codec::Opus)
+                                    .map(|pt| (Codec::Opus, pt))
+                            })
+                            .flatten()
+                    });
                 let Some(found) = found else {
                     self.warn_once("codec not negotiated by subscriber", mime(p.codec));
                     return;
@@ -292,7 +323,9 @@ impl Session {
         }
         let video = sub.video;
         let mut api = self.pcs[pc].rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return };
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
         tx.write_rtp(
             RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
                 .marker(p.marker)
@@ -325,16 +358,22 @@ impl Session {
 
     /// Subscriber side: the subscription ended.
     pub(super) fn on_unsubscribe(&mut self, track_sid: &str) {
-        let Some(sub) = self.subscribed.remove(track_sid) else { return };
+        let Some(sub) = self.subscribed.remove(track_sid) else {
+            return;
+        };
         if let Some(mid) = sub.mid {
-            self.free_mids.push((mid, sub.video));
+            // The mid must be answered inactive once before it carries a
+            // track again, or the client never raises the new track.
+            self.cooling_mids.push((mid, sub.video));
         }
         if self.single_pc {
             // A fresh offer lets the answer mark the slot inactive.
-            self.send(Msg::MediaSectionsRequirement(proto::MediaSectionsRequirement {
-                num_audios: 0,
-                num_videos: 0,
-            }));
+            self.send(Msg::MediaSectionsRequirement(
+                proto::MediaSectionsRequirement {
+                    num_audios: 0,
+                    num_videos: 0,
+                },
+            ));
         } else {
             self.negotiate_subscriber();
         }
@@ -342,12 +381,23 @@ impl Session {
 
     /// Single PC: assigns unplaced subscriptions to the offer's free receive
     /// slots; returns how every receive slot is answered.
-    pub(super) fn place_downtracks(&mut self, sections: &[sdp::Section]) -> HashMap<String, SendSlot> {
+    pub(super) fn place_downtracks(
+        &mut self,
+        sections: &[sdp::Section],
+    ) -> HashMap<String, SendSlot> {
         self.free_mids.clear();
+        let cooling = std::mem::take(&mut self.cooling_mids);
         let mut slots = HashMap::new();
-        for s in sections.iter().filter(|s| s.kind != Kind::Application && s.author_receives()) {
+        for s in sections
+            .iter()
+            .filter(|s| s.kind != Kind::Application && s.author_receives())
+        {
             let mid = Mid::from(s.mid.as_str());
             let video = s.kind == Kind::Video;
+            if cooling.iter().any(|(m, _)| *m == mid) {
+                slots.insert(s.mid.clone(), SendSlot::Unused);
+                continue;
+            }
             let owner = self
                 .subscribed
                 .iter()
@@ -391,10 +441,12 @@ impl Session {
         if wa + wv == 0 {
             return;
         }
-        self.send(Msg::MediaSectionsRequirement(proto::MediaSectionsRequirement {
-            num_audios: wa.saturating_sub(free(false)),
-            num_videos: wv.saturating_sub(free(true)),
-        }));
+        self.send(Msg::MediaSectionsRequirement(
+            proto::MediaSectionsRequirement {
+                num_audios: wa.saturating_sub(free(false)),
+                num_videos: wv.saturating_sub(free(true)),
+            },
+        ));
     }
 
     /// After a description exchange on `pc`, placed subscriptions start
@@ -427,8 +479,9 @@ impl Session {
         }
         let first = self.offer_id == 0;
         let mut slots = HashMap::new();
-        let freed: Vec<(Mid, bool)> = std::mem::take(&mut self.free_mids);
-        let mut reusable: Vec<(Mid, bool)> = Vec::new();
+        // Freed m-lines go inactive and are not reused: a client does not
+        // raise a track again on an m-line that carried it before.
+        let freed: Vec<(Mid, bool)> = std::mem::take(&mut self.cooling_mids);
         let pc = &mut self.pcs[1];
         let mut api = pc.rtc.sdp_api();
         if first {
@@ -440,41 +493,48 @@ impl Session {
                 ..Default::default()
             });
         }
-        for (mid, video) in freed {
-            if self.subscribed.values().any(|s| s.mid == Some(mid)) {
-                continue;
-            }
-            api.set_direction(mid, Direction::Inactive);
-            reusable.push((mid, video));
+        for (mid, _) in &freed {
+            api.set_direction(*mid, Direction::Inactive);
+        }
+        self.retired_mids.extend(freed.iter().map(|(m, _)| *m));
+        // Every later description keeps retired m-lines bare and inactive,
+        // or str0m's original msid would appear twice.
+        for mid in &self.retired_mids {
+            slots.insert(mid.to_string(), SendSlot::Unused);
         }
         for (track_sid, sub) in self.subscribed.iter_mut() {
             let stream = format!("{}|{}", sub.publisher, track_sid);
             if sub.mid.is_none() {
-                let mid = match reusable.iter().position(|(_, v)| *v == sub.video) {
-                    Some(i) => {
-                        let (mid, _) = reusable.remove(i);
-                        api.set_direction(mid, Direction::SendOnly);
-                        mid
-                    }
-                    None => {
-                        let kind = if sub.video { MediaKind::Video } else { MediaKind::Audio };
-                        api.add_media(kind, Direction::SendOnly, Some(stream.clone()), Some(track_sid.clone()), None)
-                    }
+                let kind = if sub.video {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Audio
                 };
+                let mid = api.add_media(
+                    kind,
+                    Direction::SendOnly,
+                    Some(stream.clone()),
+                    Some(track_sid.clone()),
+                    None,
+                );
                 sub.mid = Some(mid);
             }
             if let Some(mid) = sub.mid {
-                slots.insert(mid.to_string(), SendSlot::Track { stream, track: track_sid.clone() });
+                slots.insert(
+                    mid.to_string(),
+                    SendSlot::Track {
+                        stream,
+                        track: track_sid.clone(),
+                    },
+                );
             }
         }
-        for (mid, _) in &reusable {
-            slots.insert(mid.to_string(), SendSlot::Unused);
-        }
-        self.free_mids = reusable;
         if !api.has_changes() {
             return;
         }
-        let Some((offer, pending)) = api.apply() else { return };
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
         pc.pending_offer = Some(pending);
         self.offer_id += 1;
         let sdp = sdp::rewrite_send_slots(&offer.to_sdp_string(), &slots);

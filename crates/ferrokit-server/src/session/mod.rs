@@ -89,8 +89,12 @@ pub struct Session {
     ssrc_layers: HashMap<Ssrc, (Mid, u8)>,
     /// Subscriber side: track sid -> subscription.
     subscribed: HashMap<String, Subscribed>,
-    /// Subscriber side: mids free for reuse, with their kind (true = video).
+    /// Single PC: receive slots of the last offer left unused (true = video).
     free_mids: Vec<(Mid, bool)>,
+    /// Mids whose subscription ended, to be answered/offered inactive next.
+    cooling_mids: Vec<(Mid, bool)>,
+    /// Dual PC: subscriber m-lines that carried a track and are now inactive.
+    retired_mids: Vec<Mid>,
     /// Dual PC: a new offer is needed once the pending one is answered.
     renegotiate: bool,
     offer_id: u32,
@@ -106,7 +110,11 @@ pub struct Inboxes {
 }
 
 /// Creates a participant's mailbox and the task's inboxes.
-pub fn mailbox() -> (Mailbox, mpsc::UnboundedReceiver<Command>, mpsc::Receiver<MediaItem>) {
+pub fn mailbox() -> (
+    Mailbox,
+    mpsc::UnboundedReceiver<Command>,
+    mpsc::Receiver<MediaItem>,
+) {
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
     let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE_LEN);
     (
@@ -153,6 +161,8 @@ impl Session {
             ssrc_layers: HashMap::new(),
             subscribed: HashMap::new(),
             free_mids: Vec::new(),
+            cooling_mids: Vec::new(),
+            retired_mids: Vec::new(),
             renegotiate: false,
             offer_id: 0,
             outbox: Vec::new(),
@@ -298,6 +308,13 @@ impl Session {
             return true;
         }
         for msg in std::mem::take(&mut self.outbox) {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let text = format!("{msg:?}");
+                tracing::debug!(participant = %self.sid, "signal response: {}", &text[..text.len().min(300)]);
+            }
+            if let Msg::Offer(sd) | Msg::Answer(sd) = &msg {
+                tracing::trace!(participant = %self.sid, "sdp sent:\n{}", sd.sdp);
+            }
             let resp = proto::SignalResponse { message: Some(msg) };
             let frame = if self.json {
                 match serde_json::to_string(&resp) {
@@ -345,7 +362,11 @@ impl Session {
                 subscriber,
                 media,
             } => {
-                if let Some(inc) = self.incoming.values_mut().find(|i| *i.track_sid == *track_sid) {
+                if let Some(inc) = self
+                    .incoming
+                    .values_mut()
+                    .find(|i| *i.track_sid == *track_sid)
+                {
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                     inc.downtracks.push((subscriber, media));
                 }
@@ -355,7 +376,11 @@ impl Session {
                 track_sid,
                 subscriber,
             } => {
-                if let Some(inc) = self.incoming.values_mut().find(|i| *i.track_sid == *track_sid) {
+                if let Some(inc) = self
+                    .incoming
+                    .values_mut()
+                    .find(|i| *i.track_sid == *track_sid)
+                {
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                 }
             }

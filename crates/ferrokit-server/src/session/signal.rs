@@ -17,6 +17,7 @@ impl Session {
             return;
         };
         let sid = self.sid.clone();
+        tracing::debug!(participant = %sid, "signal request: {}", request_name(&msg));
         match msg {
             Req::Offer(sd) => self.on_offer(sd),
             Req::Answer(sd) => self.on_answer(sd),
@@ -48,7 +49,9 @@ impl Session {
                     }
                 }
             }
-            Req::Mute(m) => self.room.update(|r| ((), r.set_muted(&sid, &m.sid, m.muted))),
+            Req::Mute(m) => self
+                .room
+                .update(|r| ((), r.set_muted(&sid, &m.sid, m.muted))),
             Req::Subscription(s) => self.room.update(|r| ((), r.update_subscription(&sid, &s))),
             Req::TrackSetting(ts) => self.on_track_setting(&ts),
             Req::Leave(_) => {
@@ -137,7 +140,10 @@ impl Session {
     /// The client's answer to our subscriber-PC offer (dual PC).
     fn on_answer(&mut self, answer: proto::SessionDescription) {
         if self.pcs.len() < 2 {
-            self.warn_once("unexpected answer", "single PC sessions never get server offers");
+            self.warn_once(
+                "unexpected answer",
+                "single PC sessions never get server offers",
+            );
             return;
         }
         if let Err(e) = self.pcs[1].accept_answer(&answer.sdp) {
@@ -163,7 +169,8 @@ impl Session {
             if !s.author_sends() {
                 if let Some(gone) = self.incoming.remove(&mid) {
                     let track_sid = gone.track_sid.to_string();
-                    self.room.update(|r| ((), r.unpublish_track(&sid, &track_sid)));
+                    self.room
+                        .update(|r| ((), r.unpublish_track(&sid, &track_sid)));
                 }
                 continue;
             }
@@ -221,6 +228,34 @@ impl Session {
             };
             sub.dt.set_max_layer(layer);
         }
+    }
+}
+
+/// The request's name, for logs.
+fn request_name(m: &Req) -> &'static str {
+    match m {
+        Req::Offer(_) => "offer",
+        Req::Answer(_) => "answer",
+        Req::Trickle(_) => "trickle",
+        Req::AddTrack(_) => "add_track",
+        Req::Mute(_) => "mute",
+        Req::Subscription(_) => "subscription",
+        Req::TrackSetting(_) => "track_setting",
+        Req::Leave(_) => "leave",
+        Req::UpdateLayers(_) => "update_layers",
+        Req::SubscriptionPermission(_) => "subscription_permission",
+        Req::SyncState(_) => "sync_state",
+        Req::Simulate(_) => "simulate",
+        Req::Ping(_) => "ping",
+        Req::UpdateMetadata(_) => "update_metadata",
+        Req::PingReq(_) => "ping_req",
+        Req::UpdateAudioTrack(_) => "update_audio_track",
+        Req::UpdateVideoTrack(_) => "update_video_track",
+        Req::PublishDataTrackRequest(_) => "publish_data_track_request",
+        Req::UnpublishDataTrackRequest(_) => "unpublish_data_track_request",
+        Req::UpdateDataSubscription(_) => "update_data_subscription",
+        Req::StoreDataBlobRequest(_) => "store_data_blob_request",
+        Req::GetDataBlobRequest(_) => "get_data_blob_request",
     }
 }
 

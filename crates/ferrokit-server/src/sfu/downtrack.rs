@@ -194,10 +194,22 @@ mod tests {
         let mut p = pkt(0, 5000, 1000, false, t0);
         p.codec = Codec::Opus;
         let a = d.on_packet(&p, t0).unwrap();
-        assert_eq!(a, Forward { seq: 1, timestamp: 1000 });
+        assert_eq!(
+            a,
+            Forward {
+                seq: 1,
+                timestamp: 1000
+            }
+        );
         p.seq = 5001;
         p.timestamp = 1960;
-        assert_eq!(d.on_packet(&p, t0).unwrap(), Forward { seq: 2, timestamp: 1960 });
+        assert_eq!(
+            d.on_packet(&p, t0).unwrap(),
+            Forward {
+                seq: 2,
+                timestamp: 1960
+            }
+        );
     }
 
     #[test]
@@ -223,7 +235,12 @@ mod tests {
         let t1 = t0 + Duration::from_millis(33);
         assert!(d.on_packet(&pkt(2, 7000, 50_000, false, t1), t1).is_none());
         assert_eq!(d.take_keyframe_request(), Some(2));
-        assert_eq!(d.on_packet(&pkt(0, 101, 12_000, false, t1), t1).unwrap().seq, 2);
+        assert_eq!(
+            d.on_packet(&pkt(0, 101, 12_000, false, t1), t1)
+                .unwrap()
+                .seq,
+            2
+        );
         let t2 = t1 + Duration::from_millis(33);
         let f = d.on_packet(&pkt(2, 7001, 53_000, true, t2), t2).unwrap();
         assert_eq!(f.seq, 3);
