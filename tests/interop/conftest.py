@@ -12,9 +12,11 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -64,10 +66,33 @@ def _free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
+
+def _log_note(worker: str) -> Optional[Path]:
+    """Where an xdist worker records its server log path, so the controller can
+    show that log when the worker crashes."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    return Path(tempfile.gettempdir()) / f"ferrokit-interop-{run}-{worker}.logpath" if run else None
+
+
+def pytest_configure(config):
+    # xdist controller: fix the run id now (workers get it as
+    # PYTEST_XDIST_TESTRUNUID) so pytest_handlecrashitem can find the notes
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        if config.option.testrunuid is None:
+            config.option.testrunuid = uuid.uuid4().hex
+        os.environ["PYTEST_XDIST_TESTRUNUID"] = config.option.testrunuid
+
+
 def _open_log() -> tuple[Path, BinaryIO]:
-    """server.log, locked for this session; if another run holds it,
-    server.<pid>.log (so concurrent runs do not clobber each other's log)."""
-    for path in (LOG_PATH, HERE / f"server.{os.getpid()}.log"):
+    """server.log (server.<worker>.log for a replacement xdist worker), locked
+    for this session; if another run holds it, server.<pid>.log, so concurrent
+    runs do not clobber each other's log."""
+    worker = _worker()
+    preferred = LOG_PATH if worker == "gw0" else HERE / f"server.{worker}.log"
+    for path in (preferred, HERE / f"server.{os.getpid()}.log"):
         f = open(path, "a+b")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -75,6 +100,9 @@ def _open_log() -> tuple[Path, BinaryIO]:
             f.close()
             continue
         f.truncate(0)
+        note = _log_note(worker)
+        if note is not None:
+            note.write_text(str(path))
         return path, f
     raise RuntimeError("cannot open a server log file")
 
@@ -109,7 +137,10 @@ def server():
     log_path, log_file = _open_log()
     log_file.write(f"$ {' '.join(cmd)}\n".encode())
     log_file.flush()
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    # the server must not outlive this process, even if the SDK aborts it
+    setpriv = shutil.which("setpriv")
+    launch = [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else cmd
+    proc = subprocess.Popen(launch, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, log_path, log_file)
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -147,6 +178,9 @@ def server():
             pytest.fail(f"server exited with code {code} after SIGTERM (expected 0)\n{srv.log_tail()}", pytrace=False)
     finally:
         log_file.close()
+        note = _log_note(_worker())
+        if note is not None:
+            note.unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)
@@ -167,6 +201,21 @@ def pytest_runtest_makereport(item, call):
         start = getattr(item, "_server_log_start", 0)
         report.sections.append((f"server log during test (last {LOG_TAIL_LINES} lines)", srv.log_tail(start)))
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem, report, sched):
+    """xdist controller: a worker died (e.g. the SDK aborted the process):
+    attach the tail of that worker's server log to the crash report."""
+    m = re.search(r"worker '([\w-]+)' crashed", str(report.longrepr))
+    note = _log_note(m.group(1)) if m else None
+    if note is None or not note.exists():
+        return
+    path = Path(note.read_text())
+    note.unlink(missing_ok=True)
+    text = ANSI_ESCAPE.sub("", path.read_text("utf-8", "replace")) if path.exists() else "(missing)"
+    tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+    report.sections.append((f"server log {path.name} (last {LOG_TAIL_LINES} lines)", tail))
 
 
 @pytest.fixture
