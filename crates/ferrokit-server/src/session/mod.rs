@@ -352,6 +352,13 @@ impl Session {
         }));
     }
 
+    /// Publisher side: the incoming media of a published track.
+    fn incoming_track(&mut self, track_sid: &str) -> Option<&mut Incoming> {
+        self.incoming
+            .values_mut()
+            .find(|i| &*i.track_sid == track_sid)
+    }
+
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Signal(msg) => self.send(msg),
@@ -362,11 +369,7 @@ impl Session {
                 subscriber,
                 media,
             } => {
-                if let Some(inc) = self
-                    .incoming
-                    .values_mut()
-                    .find(|i| *i.track_sid == *track_sid)
-                {
+                if let Some(inc) = self.incoming_track(&track_sid) {
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                     inc.downtracks.push((subscriber, media));
                 }
@@ -376,11 +379,7 @@ impl Session {
                 track_sid,
                 subscriber,
             } => {
-                if let Some(inc) = self
-                    .incoming
-                    .values_mut()
-                    .find(|i| *i.track_sid == *track_sid)
-                {
+                if let Some(inc) = self.incoming_track(&track_sid) {
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                 }
             }
