@@ -173,7 +173,7 @@ impl Room {
                 to: old.clone(),
                 msg: Msg::Leave(leave(proto::DisconnectReason::DuplicateIdentity)),
             });
-            out.extend(self.leave(&old));
+            out.extend(self.remove(&old));
             out.push(Output::Disconnect { sid: old });
         }
         let info = proto::ParticipantInfo {
@@ -203,7 +203,7 @@ impl Room {
             .participants
             .iter()
             .filter(|p| !p.hidden())
-            .map(Participant::public_info)
+            .map(|p| p.info.clone())
             .collect();
         let me = participant.info.clone();
         let hidden = participant.hidden();
@@ -443,9 +443,20 @@ impl Room {
         out
     }
 
-    /// Removes a participant: others see it DISCONNECTED, its subscriptions
-    /// and its subscribers' downtracks end.
-    pub fn leave(&mut self, sid: &str) -> Vec<Output> {
+    /// Removes a participant at `now`: others see it DISCONNECTED, its
+    /// subscriptions and its subscribers' downtracks end, and an emptied room
+    /// starts its `empty_timeout`.
+    pub fn leave(&mut self, sid: &str, now: Instant) -> Vec<Output> {
+        let out = self.remove(sid);
+        if self.participants.is_empty() {
+            self.empty_since = Some(now);
+        }
+        out
+    }
+
+    /// Removes a participant (see [`Room::leave`]) without touching the
+    /// empty-room clock.
+    fn remove(&mut self, sid: &str) -> Vec<Output> {
         let Some(i) = self.participants.iter().position(|p| p.sid() == sid) else {
             return Vec::new();
         };
@@ -473,17 +484,7 @@ impl Room {
                 });
             }
         }
-        if self.participants.is_empty() {
-            self.empty_since = Some(Instant::now());
-        }
         out
-    }
-
-    /// Marks the room empty since `now` (used by tests in virtual time).
-    pub fn set_empty_since(&mut self, now: Instant) {
-        if self.participants.is_empty() {
-            self.empty_since = Some(now);
-        }
     }
 
     /// Sids of everyone in the room.
@@ -539,18 +540,13 @@ impl Room {
         }]
     }
 
-    /// Unsubscribes everyone from `publisher`'s tracks (or just `only`).
+    /// Unsubscribes everyone from `publisher`'s tracks (or just `only`,
+    /// which may already be gone from its track list).
     fn unsubscribe_all_from(&mut self, publisher: &str, only: Option<&str>) -> Vec<Output> {
-        let Some(tracks) = self.participant(publisher).map(|p| {
-            p.info
-                .tracks
-                .iter()
-                .map(|t| t.sid.clone())
-                .filter(|t| only.is_none_or(|o| o == t))
-                .chain(only.map(str::to_string))
-                .collect::<Vec<_>>()
-        }) else {
-            return Vec::new();
+        let tracks: Vec<String> = match (only, self.participant(publisher)) {
+            (Some(track), _) => vec![track.to_string()],
+            (None, Some(p)) => p.info.tracks.iter().map(|t| t.sid.clone()).collect(),
+            (None, None) => return Vec::new(),
         };
         let mut out = Vec::new();
         for s in self
@@ -603,7 +599,7 @@ impl Room {
             return Vec::new();
         };
         let msg = Msg::Update(proto::ParticipantUpdate {
-            participants: vec![p.public_info()],
+            participants: vec![p.info.clone()],
         });
         self.participants
             .iter()

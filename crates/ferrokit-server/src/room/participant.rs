@@ -80,9 +80,4 @@ impl Participant {
                 .filter_map(|s| crate::auth::source_from_name(s))
                 .any(|s| s == source)
     }
-
-    /// The info as others may see it: identity kept, hidden flag applied.
-    pub fn public_info(&self) -> proto::ParticipantInfo {
-        self.info.clone()
-    }
 }

@@ -185,7 +185,7 @@ fn leave_ends_downtracks_and_tells_others() {
     let (b, _) = r.join(params("b"), 0);
     let t = add_audio(&mut r, &a.participant.sid, "c");
     r.track_media_started(&a.participant.sid, &t.sid, "0", "audio/opus");
-    let out = r.leave(&a.participant.sid);
+    let out = r.leave(&a.participant.sid, Instant::now());
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::Unsubscribe { subscriber, .. }
@@ -195,7 +195,7 @@ fn leave_ends_downtracks_and_tells_others() {
         seen[0].state,
         proto::participant_info::State::Disconnected as i32
     );
-    r.leave(&b.participant.sid);
+    r.leave(&b.participant.sid, Instant::now());
     assert!(r.is_empty());
 }
 
@@ -205,8 +205,7 @@ fn empty_room_expires_after_timeout() {
     let mut r = Room::new("r", Duration::from_secs(10), Duration::from_secs(5), t0, 0);
     let (a, _) = r.join(params("a"), 0);
     assert!(!r.expired(t0 + Duration::from_secs(60)));
-    r.leave(&a.participant.sid);
-    r.set_empty_since(t0);
+    r.leave(&a.participant.sid, t0);
     assert!(!r.expired(t0 + Duration::from_secs(9)));
     assert!(r.expired(t0 + Duration::from_secs(10)));
 }

@@ -213,7 +213,7 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         }
         Err(e) => {
             tracing::error!(participant = %sid, "could not create transport: {e}");
-            room.update(|r| ((), r.leave(&sid)));
+            room.update(|r| ((), r.leave(&sid, std::time::Instant::now())));
             room.remove_mailbox(&sid);
         }
     }

@@ -399,7 +399,8 @@ impl Session {
 
     fn cleanup(&mut self) {
         let sid = self.sid.clone();
-        self.room.update(|r| ((), r.leave(&sid)));
+        self.room
+            .update(|r| ((), r.leave(&sid, std::time::Instant::now())));
         self.room.remove_mailbox(&sid);
         for pc in &self.pcs {
             self.ctx.mux.unregister(&pc.ufrag);
