@@ -14,7 +14,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, Output};
 
-use super::{Session, Subscribed, KEYFRAME_REQUEST_INTERVAL};
+use super::{Session, SsrcInfo, Subscribed, KEYFRAME_REQUEST_INTERVAL};
 use crate::net::Datagram;
 use crate::rooms::{Command, MediaItem};
 use crate::rtc::peer::{ChannelKind, LOSSY_LABEL, RELIABLE_LABEL};
@@ -50,8 +50,8 @@ impl Session {
     /// Drains every peer connection: transmits go to the socket, events are
     /// handled, until nothing is left. Returns the next str0m timeout.
     pub(super) fn drain_all(&mut self) -> Instant {
-        let mut events = Vec::new();
-        loop {
+        let mut events = std::mem::take(&mut self.events);
+        let next = loop {
             let mut next = Instant::now() + Duration::from_secs(1);
             for (i, pc) in self.pcs.iter_mut().enumerate() {
                 loop {
@@ -77,12 +77,14 @@ impl Session {
                 }
             }
             if events.is_empty() {
-                return next;
+                break next;
             }
             for (i, e) in events.drain(..) {
                 self.on_event(i, e);
             }
-        }
+        };
+        self.events = events;
+        next
     }
 
     pub(super) fn on_datagram(&mut self, d: Datagram) {
@@ -90,7 +92,7 @@ impl Session {
             return;
         };
         if let Err(e) = pc.receive(d.source, d.at, &d.contents) {
-            self.warn_once("bad datagram", &e.to_string());
+            self.warn_once("bad datagram", e);
         }
     }
 
@@ -123,10 +125,10 @@ impl Session {
                                     Err(e) => (Err(e), Vec::new()),
                                 });
                         if let Err(e) = routed {
-                            self.warn_once("data packet dropped", &e.to_string());
+                            self.warn_once("data packet dropped", e);
                         }
                     }
-                    Err(e) => self.warn_once("malformed data packet", &e.to_string()),
+                    Err(e) => self.warn_once("malformed data packet", e),
                 }
             }
             Event::RtpPacket(p) if pc == 0 => self.on_rtp(p),
@@ -152,26 +154,47 @@ impl Session {
     /// it out to every downtrack as one shared packet.
     fn on_rtp(&mut self, p: RtpPacket) {
         let ssrc = p.header.ssrc;
-        let (mid, layer) = match self.ssrc_layers.get(&ssrc) {
-            Some(v) => *v,
-            None => {
-                let mut api = self.pcs[0].rtc.direct_api();
-                let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid())) else {
-                    return;
+        let pt = p.header.payload_type;
+        let info = match self.ssrc_info.get(&ssrc).copied() {
+            Some(info) if info.pt == pt => info,
+            cached => {
+                let (mid, layer) = match cached {
+                    Some(info) => (info.mid, info.layer),
+                    None => {
+                        let mut api = self.pcs[0].rtc.direct_api();
+                        let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid()))
+                        else {
+                            return;
+                        };
+                        let rids = self
+                            .incoming
+                            .get(&mid)
+                            .map(|i| i.rids.as_slice())
+                            .unwrap_or(&[]);
+                        (mid, layer_of(rid.as_ref().map(|r| r.as_ref()), rids))
+                    }
                 };
-                let rids = self
-                    .incoming
-                    .get(&mid)
-                    .map(|i| i.rids.as_slice())
-                    .unwrap_or(&[]);
-                let layer = layer_of(rid.as_ref().map(|r| r.as_ref()), rids);
-                self.ssrc_layers.insert(ssrc, (mid, layer));
-                (mid, layer)
+                let (codec, clock_rate) = self.pcs[0].codec_of(pt);
+                let info = SsrcInfo {
+                    mid,
+                    layer,
+                    pt,
+                    codec,
+                    clock_rate,
+                };
+                self.ssrc_info.insert(ssrc, info);
+                info
             }
         };
-        let (codec, clock_rate) = self.pcs[0].codec_of(p.header.payload_type);
+        let SsrcInfo {
+            mid,
+            layer,
+            codec,
+            clock_rate,
+            ..
+        } = info;
         let Some(inc) = self.incoming.get_mut(&mid) else {
-            self.warn_once("media without a track", &format!("mid {mid}"));
+            self.warn_once("media without a track", format_args!("mid {mid}"));
             return;
         };
         if !inc.started {

@@ -58,6 +58,17 @@ struct Incoming {
     rids: Vec<String>,
 }
 
+/// An incoming SSRC: its m-line and simulcast layer, and the codec of the
+/// last payload type seen on it (looked up again only when the PT changes).
+#[derive(Clone, Copy)]
+struct SsrcInfo {
+    mid: Mid,
+    layer: u8,
+    pt: str0m::media::Pt,
+    codec: Codec,
+    clock_rate: u32,
+}
+
 /// A subscribed track as the subscriber task sees it.
 struct Subscribed {
     publisher: String,
@@ -85,8 +96,8 @@ pub struct Session {
     closing: bool,
     /// Publisher side: mid -> incoming track.
     incoming: HashMap<Mid, Incoming>,
-    /// Publisher side: ssrc -> (mid, layer).
-    ssrc_layers: HashMap<Ssrc, (Mid, u8)>,
+    /// Publisher side: what each incoming SSRC carries.
+    ssrc_info: HashMap<Ssrc, SsrcInfo>,
     /// Subscriber side: track sid -> subscription.
     subscribed: HashMap<String, Subscribed>,
     /// Single PC: receive slots of the last offer left unused (true = video).
@@ -99,6 +110,8 @@ pub struct Session {
     renegotiate: bool,
     offer_id: u32,
     outbox: Vec<Msg>,
+    /// Reused buffer for str0m events collected while draining.
+    events: Vec<(usize, str0m::Event)>,
     warned: std::collections::HashSet<&'static str>,
 }
 
@@ -158,7 +171,7 @@ impl Session {
             departure_deadline: None,
             closing: false,
             incoming: HashMap::new(),
-            ssrc_layers: HashMap::new(),
+            ssrc_info: HashMap::new(),
             subscribed: HashMap::new(),
             free_mids: Vec::new(),
             cooling_mids: Vec::new(),
@@ -166,6 +179,7 @@ impl Session {
             renegotiate: false,
             offer_id: 0,
             outbox: Vec::new(),
+            events: Vec::new(),
             warned: Default::default(),
         };
         Ok((
@@ -184,7 +198,7 @@ impl Session {
     }
 
     /// Logs a warning once per kind for this participant.
-    fn warn_once(&mut self, what: &'static str, detail: &str) {
+    fn warn_once(&mut self, what: &'static str, detail: impl std::fmt::Display) {
         if self.warned.insert(what) {
             tracing::warn!(participant = %self.sid, "{what}: {detail}");
         }

@@ -147,7 +147,7 @@ impl Session {
             return;
         }
         if let Err(e) = self.pcs[1].accept_answer(&answer.sdp) {
-            self.warn_once("answer refused", &e.to_string());
+            self.warn_once("answer refused", e);
             return;
         }
         self.activate_negotiated(1);
@@ -193,7 +193,7 @@ impl Session {
                 })
                 .or_else(|| pending.iter().position(|p| p.info.r#type == want));
             let Some(idx) = idx else {
-                self.warn_once("offer without add_track", &format!("mid {}", s.mid));
+                self.warn_once("offer without add_track", format_args!("mid {}", s.mid));
                 continue;
             };
             let p = pending.remove(idx);
