@@ -387,6 +387,34 @@ async def receive_tone(track: rtc.RemoteTrack, *, seconds: float = 1.5, timeout:
         await stream.aclose()
 
 
+async def audio_packets_received(client: "Client") -> int:
+    """Audio RTP packets the client has received, from its RTC stats."""
+    stats = await bounded(client.room.get_rtc_stats(), 10, f"{client.identity} get_rtc_stats")
+    return sum(
+        st.inbound_rtp.received.packets_received
+        for st in [*stats.publisher_stats, *stats.subscriber_stats]
+        if st.WhichOneof("stats") == "inbound_rtp" and st.inbound_rtp.stream.kind == "audio"
+    )
+
+
+async def wait_audio_stopped(client: "Client", *, quiet: float = 0.6, timeout: float = 10.0) -> None:
+    """Wait until the client's received audio packet count stops growing for
+    `quiet` seconds: the server has stopped forwarding to it. Polls the stats
+    every 100 ms; raises after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = await audio_packets_received(client)
+    still_since = loop.time()
+    while loop.time() - still_since < quiet:
+        if loop.time() > deadline:
+            raise AssertionError(f"[{client.identity}] audio still arriving {timeout:.0f}s after unsubscribing")
+        await asyncio.sleep(0.1)
+        now = await audio_packets_received(client)
+        if now > last:
+            still_since = loop.time()
+        last = now
+
+
 def dominant_frequency(samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     """Frequency (Hz) of the strongest FFT bin above 50 Hz, refined by
     parabolic interpolation."""

@@ -29,8 +29,9 @@ class RawSignal:
         param = base64.urlsafe_b64encode(wrapped.SerializeToString()).decode()
         token = make_token(identity, room, **grants)
         ws = await bounded(
+            # No autoping: reading never writes, even when the server closes.
             session.ws_connect(f"{server.url}/rtc/v1?join_request={param}",
-                               headers={"Authorization": f"Bearer {token}"}),
+                               headers={"Authorization": f"Bearer {token}"}, autoping=False),
             WAIT, "raw signal connect")
         raw = cls(ws)
         first = await raw.next()
@@ -39,6 +40,8 @@ class RawSignal:
 
     async def next(self) -> proto_rtc.SignalResponse:
         msg = await bounded(self.ws.receive(), WAIT, "signal response")
+        while msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+            msg = await bounded(self.ws.receive(), WAIT, "signal response")
         assert msg.type == aiohttp.WSMsgType.BINARY, msg
         resp = proto_rtc.SignalResponse()
         resp.ParseFromString(msg.data)

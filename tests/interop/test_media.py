@@ -12,6 +12,7 @@ from helpers import (
     mean_rgb,
     receive_tone,
     receive_video_frame,
+    wait_audio_stopped,
 )
 
 AUDIO = rtc.TrackKind.KIND_AUDIO
@@ -65,6 +66,10 @@ async def test_unsubscribe_resubscribe(connect):
     rpub.set_subscribed(False)
     await bob.events.wait("track_unsubscribed", lambda t, p, part: p.sid == rpub.sid, since=mark)
     assert not rpub.subscribed
+    # The server must stop forwarding. Wait for that before resubscribing:
+    # the SDK sends set_subscribed's requests from spawned tasks, so a quick
+    # resubscribe can reach the server before the unsubscribe.
+    await wait_audio_stopped(bob)
 
     mark = bob.events.mark()
     rpub.set_subscribed(True)

@@ -384,10 +384,16 @@ impl Session {
         let Some(sub) = self.subscribed.remove(track_sid) else {
             return;
         };
+        // A freed m-line is never reused: the client does not play a track
+        // raised again on an m-line that carried one before. Single PC
+        // retires it now (answered inactive from the next offer on); dual PC
+        // offers it inactive first.
         if let Some(mid) = sub.mid {
-            // The mid must be answered inactive once before it carries a
-            // track again, or the client never raises the new track.
-            self.cooling_mids.push((mid, sub.video));
+            if self.single_pc {
+                self.retired_mids.push(mid);
+            } else {
+                self.ended_mids.push(mid);
+            }
         }
         if self.single_pc {
             // A fresh offer lets the answer mark the slot inactive.
@@ -409,7 +415,6 @@ impl Session {
         sections: &[sdp::Section],
     ) -> HashMap<String, SendSlot> {
         self.free_mids.clear();
-        let cooling = std::mem::take(&mut self.cooling_mids);
         let mut slots = HashMap::new();
         for s in sections
             .iter()
@@ -417,7 +422,7 @@ impl Session {
         {
             let mid = Mid::from(s.mid.as_str());
             let video = s.kind == Kind::Video;
-            if cooling.iter().any(|(m, _)| *m == mid) {
+            if self.retired_mids.contains(&mid) {
                 slots.insert(s.mid.clone(), SendSlot::Unused);
                 continue;
             }
@@ -504,7 +509,7 @@ impl Session {
         let mut slots = HashMap::new();
         // Freed m-lines go inactive and are not reused: a client does not
         // raise a track again on an m-line that carried it before.
-        let freed: Vec<(Mid, bool)> = std::mem::take(&mut self.cooling_mids);
+        let freed = std::mem::take(&mut self.ended_mids);
         let pc = &mut self.pcs[1];
         let mut api = pc.rtc.sdp_api();
         if first {
@@ -516,10 +521,10 @@ impl Session {
                 ..Default::default()
             });
         }
-        for (mid, _) in &freed {
+        for mid in &freed {
             api.set_direction(*mid, Direction::Inactive);
         }
-        self.retired_mids.extend(freed.iter().map(|(m, _)| *m));
+        self.retired_mids.extend(freed);
         // Every later description keeps retired m-lines bare and inactive,
         // or str0m's original msid would appear twice.
         for mid in &self.retired_mids {

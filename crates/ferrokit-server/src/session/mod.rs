@@ -102,9 +102,9 @@ pub struct Session {
     subscribed: HashMap<String, Subscribed>,
     /// Single PC: receive slots of the last offer left unused (true = video).
     free_mids: Vec<(Mid, bool)>,
-    /// Mids whose subscription ended, to be answered/offered inactive next.
-    cooling_mids: Vec<(Mid, bool)>,
-    /// Dual PC: subscriber m-lines that carried a track and are now inactive.
+    /// Dual PC: m-lines whose subscription ended, to be offered inactive next.
+    ended_mids: Vec<Mid>,
+    /// M-lines that carried a track and stay inactive for good.
     retired_mids: Vec<Mid>,
     /// Dual PC: a new offer is needed once the pending one is answered.
     renegotiate: bool,
@@ -174,7 +174,7 @@ impl Session {
             ssrc_info: HashMap::new(),
             subscribed: HashMap::new(),
             free_mids: Vec::new(),
-            cooling_mids: Vec::new(),
+            ended_mids: Vec::new(),
             retired_mids: Vec::new(),
             renegotiate: false,
             offer_id: 0,
@@ -225,7 +225,9 @@ impl Session {
         if let Some(offer) = publisher_offer {
             self.on_offer(offer);
         }
-        let mut ws_ping = tokio::time::interval(WS_PING_EVERY);
+        // First ping one period in (a plain interval would fire at once).
+        let mut ws_ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + WS_PING_EVERY, WS_PING_EVERY);
         let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
         refresh.tick().await;
         let mut next_timeout = self.drain_all();
