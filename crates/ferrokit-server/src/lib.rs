@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod ids;
+pub mod metrics;
 pub mod net;
 pub mod room;
 pub mod rooms;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod sfu;
+pub mod webhook;
 
 pub use config::Config;
 pub use server::Server;

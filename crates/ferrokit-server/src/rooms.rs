@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::room::{DataDelivery, Output, Room};
 use crate::sfu::ForwardPacket;
+use crate::webhook::Webhooks;
 
 /// A command for a participant's task.
 #[derive(Debug)]
@@ -73,6 +74,7 @@ pub struct Mailbox {
 pub struct RoomEntry {
     room: Mutex<Room>,
     mailboxes: Mutex<HashMap<String, Mailbox>>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl RoomEntry {
@@ -89,7 +91,7 @@ impl RoomEntry {
     pub fn update<R>(&self, f: impl FnOnce(&mut Room) -> (R, Vec<Output>)) -> R {
         let mut room = self.lock_room();
         let (r, outputs) = f(&mut room);
-        self.dispatch(outputs);
+        self.dispatch(&room, outputs);
         r
     }
 
@@ -113,16 +115,12 @@ impl RoomEntry {
         self.lock_mailboxes().get(sid).map(|m| m.ctrl.clone())
     }
 
-    /// Sends `leave` to everyone and closes their sessions.
+    /// Sends `leave` to everyone, removes them and closes their sessions.
     pub fn close_all(&self, reason: proto::DisconnectReason) {
-        for mb in self.lock_mailboxes().values() {
-            let leave = proto::signal_response::Message::Leave(crate::room::leave(reason));
-            let _ = mb.ctrl.send(Command::Signal(leave));
-            let _ = mb.ctrl.send(Command::Disconnect);
-        }
+        self.update(|r| ((), r.close(reason, Instant::now())));
     }
 
-    fn dispatch(&self, outputs: Vec<Output>) {
+    fn dispatch(&self, room: &Room, outputs: Vec<Output>) {
         let boxes = self.lock_mailboxes();
         let send = |to: &str, cmd: Command| {
             if let Some(mb) = boxes.get(to) {
@@ -178,45 +176,85 @@ impl RoomEntry {
                 }
                 Output::Data { to, data } => send(&to, Command::Data(data)),
                 Output::Disconnect { sid } => send(&sid, Command::Disconnect),
+                Output::Event(ev) => {
+                    tracing::debug!(room = room.name(), event = ev.name(), "room event");
+                    if self.webhooks.enabled() {
+                        self.webhooks.notify(ev.to_webhook(room.info()));
+                    }
+                }
             }
         }
     }
 }
 
+/// Settings of a room created by a join or by CreateRoom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomDefaults {
+    /// Seconds a room nobody joined lives.
+    pub empty_timeout: Duration,
+    /// Seconds a room lives after its last participant left.
+    pub departure_timeout: Duration,
+    /// Most participants a room admits (0: no limit).
+    pub max_participants: u32,
+}
+
 /// Every room on this node, by name.
-#[derive(Default)]
 pub struct RoomManager {
     rooms: Mutex<HashMap<String, Arc<RoomEntry>>>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl RoomManager {
+    /// An empty registry whose rooms report events to `webhooks`.
+    pub fn new(webhooks: Arc<Webhooks>) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            webhooks,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<RoomEntry>>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The room called `name`, created (with these timeouts) if needed.
-    pub fn get_or_create(
+    /// The room called `name`, created with `defaults` if needed.
+    pub fn get_or_create(&self, name: &str, defaults: RoomDefaults) -> Arc<RoomEntry> {
+        self.create(name, defaults, |_| {}).0
+    }
+
+    /// The room called `name` and whether this call created it; a new room
+    /// gets `defaults`, then `configure`, and webhooks hear `room_started`.
+    pub fn create(
         &self,
         name: &str,
-        empty_timeout: Duration,
-        departure_timeout: Duration,
-    ) -> Arc<RoomEntry> {
-        self.lock()
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                tracing::info!(room = name, "room created");
-                Arc::new(RoomEntry {
-                    room: Mutex::new(Room::new(
-                        name,
-                        empty_timeout,
-                        departure_timeout,
-                        Instant::now(),
-                        unix_ms(),
-                    )),
-                    mailboxes: Mutex::default(),
-                })
-            })
-            .clone()
+        defaults: RoomDefaults,
+        configure: impl FnOnce(&mut Room),
+    ) -> (Arc<RoomEntry>, bool) {
+        let mut rooms = self.lock();
+        if let Some(entry) = rooms.get(name) {
+            return (entry.clone(), false);
+        }
+        let mut room = Room::new(
+            name,
+            defaults.empty_timeout,
+            defaults.departure_timeout,
+            Instant::now(),
+            unix_ms(),
+        );
+        room.configure(&proto::CreateRoomRequest {
+            max_participants: defaults.max_participants,
+            ..Default::default()
+        });
+        configure(&mut room);
+        tracing::info!(room = name, sid = room.sid(), "room created");
+        self.room_event("room_started", room.info());
+        let entry = Arc::new(RoomEntry {
+            room: Mutex::new(room),
+            mailboxes: Mutex::default(),
+            webhooks: self.webhooks.clone(),
+        });
+        rooms.insert(name.to_string(), entry.clone());
+        (entry, true)
     }
 
     /// The room called `name`, if it exists.
@@ -224,15 +262,42 @@ impl RoomManager {
         self.lock().get(name).cloned()
     }
 
-    /// Closes rooms that stayed empty past their `empty_timeout`.
+    /// DeleteRoom: everyone gets `leave` (ROOM_DELETED) and the room closes.
+    /// Returns false when there is no such room.
+    pub fn delete(&self, name: &str) -> bool {
+        let Some(entry) = self.lock().remove(name) else {
+            return false;
+        };
+        entry.close_all(proto::DisconnectReason::RoomDeleted);
+        tracing::info!(room = name, "room deleted");
+        self.room_event("room_finished", entry.read(Room::info));
+        true
+    }
+
+    /// Closes rooms that stayed empty past their timeout.
     pub fn reap(&self, now: Instant) {
+        let mut finished = Vec::new();
         self.lock().retain(|name, entry| {
             let expired = entry.read(|r| r.is_empty() && r.expired(now));
             if expired {
-                tracing::info!(room = name.as_str(), "room closed (empty timeout)");
+                tracing::info!(room = name.as_str(), "room closed (empty)");
+                finished.push(entry.read(Room::info));
             }
             !expired
         });
+        for info in finished {
+            self.room_event("room_finished", info);
+        }
+    }
+
+    fn room_event(&self, event: &str, room: proto::Room) {
+        if self.webhooks.enabled() {
+            self.webhooks.notify(proto::WebhookEvent {
+                event: event.to_string(),
+                room: Some(room),
+                ..Default::default()
+            });
+        }
     }
 
     /// Every room.

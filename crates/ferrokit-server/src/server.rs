@@ -11,14 +11,17 @@ use livekit_protocol as proto;
 
 use crate::auth::KeyProvider;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::net::UdpMux;
 use crate::rooms::RoomManager;
+use crate::webhook::{WebhookError, Webhooks};
 
 /// Shared state of a running server.
 pub struct ServerState {
     pub config: Config,
     pub keys: KeyProvider,
     pub rooms: RoomManager,
+    pub metrics: Arc<Metrics>,
     pub mux: UdpMux,
     /// Address in ICE candidates: node_ip and the UDP port.
     pub candidate_addr: SocketAddr,
@@ -62,6 +65,8 @@ pub struct Server {
 pub enum StartError {
     #[error("no API keys configured (use --dev, --keys or keys: in the config)")]
     NoKeys,
+    #[error("webhook: {0}")]
+    Webhook(#[from] WebhookError),
     #[error("cannot bind {what} {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -76,6 +81,7 @@ impl Server {
         if config.keys.is_empty() {
             return Err(StartError::NoKeys);
         }
+        let webhooks = Webhooks::start(&config.webhook, |k| config.keys.get(k).cloned())?;
         let bind_ip = config.bind_ip();
         let udp_bind = SocketAddr::new(bind_ip, config.rtc.udp_port);
         let mux = UdpMux::bind(udp_bind)
@@ -95,12 +101,27 @@ impl Server {
                 source,
             })?;
         let http_addr = listener.local_addr().unwrap_or(http_bind);
+        let metrics_listener = match config.prometheus_port.filter(|p| *p != 0) {
+            Some(port) => {
+                let addr = SocketAddr::new(bind_ip, port);
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "Prometheus",
+                        addr,
+                        source,
+                    })?;
+                Some(l)
+            }
+            None => None,
+        };
         let state = Arc::new(ServerState {
             keys: KeyProvider::new(config.keys.clone()),
             candidate_addr: SocketAddr::new(config.node_ip(), udp_addr.port()),
             node_id: crate::ids::new_id("ND_"),
             config,
-            rooms: RoomManager::default(),
+            rooms: RoomManager::new(Arc::new(webhooks)),
+            metrics: Arc::new(Metrics::new()),
             mux,
             sessions: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
@@ -111,6 +132,14 @@ impl Server {
                 tracing::error!("http server: {e}");
             }
         });
+        if let Some(listener) = metrics_listener {
+            let app = crate::service::metrics_router(state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("metrics server: {e}");
+                }
+            });
+        }
         let reaper = Arc::downgrade(&state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -1,5 +1,8 @@
 //! `ferrokit`: the command line. `ferrokit serve --dev` runs a LiveKit-
-//! compatible server on 127.0.0.1:7880 (HTTP/WebSocket) and UDP 7882.
+//! compatible server on 127.0.0.1:7880 (HTTP/WebSocket) and UDP 7882;
+//! `ferrokit token create` and `ferrokit generate-keys` make credentials.
+
+mod tools;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,6 +28,17 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a new API key and secret.
+    GenerateKeys,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed access token (like `lk token create`).
+    Create(tools::TokenArgs),
 }
 
 /// Flags with livekit-server's meanings; they override the config file.
@@ -53,15 +67,17 @@ struct ServeArgs {
     keys: Option<String>,
 }
 
-fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
+/// The config file and flags merged, and the config keys ferrokit ignored.
+fn load_config(args: &ServeArgs) -> anyhow::Result<(Config, Vec<String>)> {
+    let (mut config, unknown) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            Config::from_yaml(&text)?
+            Config::from_yaml(&text).with_context(|| format!("in {}", path.display()))?
         }
-        None => Config::default(),
+        None => (Config::default(), Vec::new()),
     };
+    config.load_key_file()?;
     if args.dev {
         config = config.with_dev_keys();
     }
@@ -80,7 +96,7 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(k) = &args.keys {
         config.add_keys_str(k)?;
     }
-    Ok(config)
+    Ok((config, unknown))
 }
 
 async fn shutdown_signal() {
@@ -105,7 +121,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = load_config(&args)?;
+    let (config, unknown) = load_config(&args)?;
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
         format!(
             "{lvl},ferrokit={lvl},str0m=warn,dimpl=warn",
@@ -116,6 +132,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    for key in unknown {
+        tracing::warn!("config: {key} is not supported by ferrokit and is ignored");
+    }
     let dev = args.dev;
     let server = Server::start(config).await?;
     tracing::info!(
@@ -137,8 +156,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args)),
+        Command::Token(TokenCommand::Create(args)) => {
+            println!("{}", tools::create_token(&args)?);
+            Ok(())
+        }
+        Command::GenerateKeys => {
+            println!("{}", tools::generate_keys());
+            Ok(())
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! sessions and subscription changes for their transports. It never touches
 //! a socket or a task, so tests drive it directly.
 
+mod admin;
 mod data;
+mod event;
 mod participant;
 
 use std::collections::HashMap;
@@ -17,7 +19,9 @@ use proto::signal_response::Message as Msg;
 
 use crate::auth::VideoGrant;
 use crate::ids;
+pub use admin::AdminError;
 pub use data::DataDelivery;
+pub use event::RoomEvent;
 pub use participant::{Participant, PendingTrack};
 
 /// Something the IO layer must carry out for the room.
@@ -43,6 +47,8 @@ pub enum Output {
     Data { to: String, data: DataDelivery },
     /// Close participant `sid`'s session (a `leave` was sent before, when due).
     Disconnect { sid: String },
+    /// Tell webhooks and metrics.
+    Event(RoomEvent),
 }
 
 /// Who is joining, from the token and the join request.
@@ -90,6 +96,7 @@ pub struct Room {
     info: proto::Room,
     participants: Vec<Participant>,
     empty_since: Option<Instant>,
+    had_participants: bool,
 }
 
 impl Room {
@@ -113,6 +120,7 @@ impl Room {
             },
             participants: Vec::new(),
             empty_since: Some(now),
+            had_participants: false,
         }
     }
 
@@ -126,6 +134,11 @@ impl Room {
             .filter(|p| !p.info.tracks.is_empty())
             .count() as u32;
         info
+    }
+
+    /// Room name.
+    pub fn name(&self) -> &str {
+        &self.info.name
     }
 
     /// Room sid (`RM_...`).
@@ -152,11 +165,18 @@ impl Room {
         self.participants.is_empty()
     }
 
-    /// True once the room has been empty for `empty_timeout`.
+    /// True once the room has been empty long enough to close: for
+    /// `empty_timeout` when nobody ever joined, for `departure_timeout` after
+    /// the last participant left (livekit.yaml semantics).
     pub fn expired(&self, now: Instant) -> bool {
-        let timeout = Duration::from_secs(self.info.empty_timeout.into());
-        self.empty_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= timeout)
+        let secs = if self.had_participants {
+            self.info.departure_timeout
+        } else {
+            self.info.empty_timeout
+        };
+        self.empty_since.is_some_and(|since| {
+            now.saturating_duration_since(since) >= Duration::from_secs(secs.into())
+        })
     }
 
     /// Adds a participant. A participant with the same identity is replaced:
@@ -209,6 +229,7 @@ impl Room {
         let hidden = participant.hidden();
         self.participants.push(participant);
         self.empty_since = None;
+        self.had_participants = true;
         if !hidden {
             out.extend(self.broadcast_update(&sid, false));
         }
@@ -231,7 +252,23 @@ impl Room {
         }
         p.info.state = proto::participant_info::State::Active as i32;
         p.bump();
-        self.broadcast_update(sid, true)
+        let joined = RoomEvent::ParticipantJoined(p.info.clone());
+        let mut out = self.broadcast_update(sid, true);
+        out.push(Output::Event(joined));
+        out
+    }
+
+    /// Whether a new participant `identity` would exceed max_participants
+    /// (hidden participants do not count; a rejoining identity replaces itself).
+    pub fn is_full_for(&self, identity: &str) -> bool {
+        let max = self.info.max_participants as usize;
+        max > 0
+            && self
+                .participants
+                .iter()
+                .filter(|p| !p.hidden() && p.info.identity != identity)
+                .count()
+                >= max
     }
 
     /// Handles `add_track`: checks grants and answers with the new track's
@@ -333,7 +370,12 @@ impl Room {
         p.info.tracks.push(track.clone());
         p.info.is_publisher = true;
         p.bump();
+        let published = RoomEvent::TrackPublished {
+            participant: p.info.clone(),
+            track: track.clone(),
+        };
         let mut out = self.broadcast_update(sid, true);
+        out.push(Output::Event(published));
         let subscribers: Vec<String> = self
             .participants
             .iter()
@@ -352,14 +394,18 @@ impl Room {
             return Vec::new();
         };
         p.pending.retain(|t| t.info.sid != track_sid);
-        let before = p.info.tracks.len();
-        p.info.tracks.retain(|t| t.sid != track_sid);
-        if p.info.tracks.len() == before {
+        let Some(i) = p.info.tracks.iter().position(|t| t.sid == track_sid) else {
             return Vec::new();
-        }
+        };
+        let track = p.info.tracks.remove(i);
         p.bump();
+        let unpublished = RoomEvent::TrackUnpublished {
+            participant: p.info.clone(),
+            track,
+        };
         let mut out = self.unsubscribe_all_from(sid, Some(track_sid));
         out.extend(self.broadcast_update(sid, true));
+        out.push(Output::Event(unpublished));
         out
     }
 
@@ -471,6 +517,13 @@ impl Room {
                 });
             }
         }
+        for track in &gone.info.tracks {
+            out.push(Output::Event(RoomEvent::TrackUnpublished {
+                participant: gone.info.clone(),
+                track: track.clone(),
+            }));
+        }
+        let aborted = gone.info.state != proto::participant_info::State::Active as i32;
         if !gone.hidden() {
             gone.info.state = proto::participant_info::State::Disconnected as i32;
             gone.bump();
@@ -483,7 +536,13 @@ impl Room {
                     msg: update.clone(),
                 });
             }
+        } else {
+            gone.info.state = proto::participant_info::State::Disconnected as i32;
         }
+        out.push(Output::Event(RoomEvent::ParticipantLeft {
+            participant: gone.info,
+            aborted,
+        }));
         out
     }
 

@@ -200,14 +200,23 @@ fn leave_ends_downtracks_and_tells_others() {
 }
 
 #[test]
-fn empty_room_expires_after_timeout() {
+fn unused_room_expires_after_empty_timeout() {
+    let t0 = Instant::now();
+    let r = Room::new("r", Duration::from_secs(10), Duration::from_secs(5), t0, 0);
+    assert!(!r.expired(t0 + Duration::from_secs(9)));
+    assert!(r.expired(t0 + Duration::from_secs(10)));
+}
+
+#[test]
+fn left_room_expires_after_departure_timeout() {
     let t0 = Instant::now();
     let mut r = Room::new("r", Duration::from_secs(10), Duration::from_secs(5), t0, 0);
     let (a, _) = r.join(params("a"), 0);
     assert!(!r.expired(t0 + Duration::from_secs(60)));
-    r.leave(&a.participant.sid, t0);
-    assert!(!r.expired(t0 + Duration::from_secs(9)));
-    assert!(r.expired(t0 + Duration::from_secs(10)));
+    let t1 = t0 + Duration::from_secs(100);
+    r.leave(&a.participant.sid, t1);
+    assert!(!r.expired(t1 + Duration::from_secs(4)));
+    assert!(r.expired(t1 + Duration::from_secs(5)));
 }
 
 #[test]

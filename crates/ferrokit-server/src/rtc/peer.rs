@@ -96,7 +96,8 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
-            .set_stats_interval(None)
+            // Egress stats carry the NACK counts for the metrics.
+            .set_stats_interval(Some(std::time::Duration::from_secs(5)))
             .build(now);
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| PeerError::Invalid(format!("host candidate: {e}")))?;

@@ -48,7 +48,21 @@ fn check(
             reason: "server is shutting down".into(),
         });
     }
+    let full = state
+        .rooms
+        .get(&intent.room)
+        .is_some_and(|r| r.read(|r| r.is_full_for(&intent.claims.sub)));
+    if full && !intent.claims.video.hidden {
+        return Err(room_full());
+    }
     Ok(intent)
+}
+
+fn room_full() -> JoinRefusal {
+    JoinRefusal {
+        status: 403,
+        reason: "room has reached its max participants".into(),
+    }
 }
 
 fn validate(
@@ -121,11 +135,9 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         return;
     }
     let config = &state.config;
-    let room = state.rooms.get_or_create(
-        &intent.room,
-        config.empty_timeout(),
-        config.departure_timeout(),
-    );
+    let room = state
+        .rooms
+        .get_or_create(&intent.room, config.room_defaults());
     let (mailbox, ctrl_rx, media_rx) = session::mailbox();
     let claims = intent.claims.clone();
     let params = JoinParams {
@@ -138,11 +150,25 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         auto_subscribe: intent.auto_subscribe,
         client_protocol: intent.client_protocol,
     };
+    let hidden = params.grant.hidden;
     let joined = room.update(|r| {
+        if !hidden && r.is_full_for(&params.identity) {
+            return (None, Vec::new());
+        }
         let (joined, out) = r.join(params, crate::rooms::unix_ms());
         room.add_mailbox(&joined.participant.sid, mailbox);
-        (joined, out)
+        (Some(joined), out)
     });
+    let Some(joined) = joined else {
+        // Filled up between the check before the upgrade and now.
+        tracing::info!(room = %intent.room, identity = %claims.sub, "join refused: {}", room_full().reason);
+        send_leave(
+            socket,
+            crate::room::leave(proto::DisconnectReason::JoinFailure),
+        )
+        .await;
+        return;
+    };
     let sid = joined.participant.sid.clone();
     tracing::info!(room = %intent.room, participant = %sid, identity = %claims.sub,
         single_pc = intent.single_pc, "participant joined");
@@ -185,6 +211,7 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         mux: state.mux.clone(),
         candidate_addr: state.candidate_addr,
         departure_timeout: config.departure_timeout(),
+        metrics: state.metrics.clone(),
         refresh_token: Box::new(move || {
             let mut c = refresh_claims.clone();
             c.exp = crate::auth::unix_now() + 3600;
@@ -219,16 +246,22 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
     }
 }
 
-async fn reject_resume(mut socket: WebSocket) {
+async fn reject_resume(socket: WebSocket) {
+    let leave = proto::LeaveRequest {
+        can_reconnect: true,
+        reason: proto::DisconnectReason::StateMismatch as i32,
+        action: proto::leave_request::Action::Reconnect as i32,
+        regions: None,
+    };
+    send_leave(socket, leave).await;
+}
+
+/// Sends `leave` and closes the socket.
+async fn send_leave(mut socket: WebSocket, leave: proto::LeaveRequest) {
     use axum::extract::ws::Message as WsMessage;
     use prost::Message as _;
     let leave = proto::SignalResponse {
-        message: Some(Msg::Leave(proto::LeaveRequest {
-            can_reconnect: true,
-            reason: proto::DisconnectReason::StateMismatch as i32,
-            action: proto::leave_request::Action::Reconnect as i32,
-            regions: None,
-        })),
+        message: Some(Msg::Leave(leave)),
     };
     let _ = socket
         .send(WsMessage::Binary(leave.encode_to_vec().into()))

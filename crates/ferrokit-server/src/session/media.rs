@@ -132,7 +132,13 @@ impl Session {
                 }
             }
             Event::RtpPacket(p) if pc == 0 => self.on_rtp(p),
+            Event::MediaEgressStats(st) => {
+                let seen = self.nacks_seen.entry((pc, st.mid, st.rid)).or_insert(0);
+                self.counters.nacks += st.nacks.saturating_sub(*seen);
+                *seen = st.nacks;
+            }
             Event::KeyframeRequest(req) => {
+                self.counters.plis += 1;
                 let sub_pc = if self.single_pc { 0 } else { 1 };
                 if pc != sub_pc {
                     return;
@@ -153,6 +159,8 @@ impl Session {
     /// A published packet: start the track on its first packet, then fan
     /// it out to every downtrack as one shared packet.
     fn on_rtp(&mut self, p: RtpPacket) {
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += p.payload.len() as u64;
         let ssrc = p.header.ssrc;
         let pt = p.header.payload_type;
         let info = match self.ssrc_info.get(&ssrc).copied() {
@@ -231,10 +239,13 @@ impl Session {
             arrival: p.timestamp,
         });
         for (_, tx) in &inc.downtracks {
-            let _ = tx.try_send(MediaItem {
+            let sent = tx.try_send(MediaItem {
                 track_sid: inc.track_sid.clone(),
                 packet: packet.clone(),
             });
+            if sent.is_err() {
+                self.counters.forward_errors += 1;
+            }
         }
     }
 
@@ -324,6 +335,7 @@ impl Session {
                             .flatten()
                     });
                 let Some(found) = found else {
+                    self.counters.forward_errors += 1;
                     self.warn_once("codec not negotiated by subscriber", mime(p.codec));
                     return;
                 };
@@ -345,6 +357,8 @@ impl Session {
             ext.voice_activity = Some(vad);
         }
         let video = sub.video;
+        self.counters.packets_out += 1;
+        self.counters.bytes_out += payload.len() as u64;
         let mut api = self.pcs[pc].rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;

@@ -46,6 +46,8 @@ pub struct SessionContext {
     pub departure_timeout: Duration,
     /// Mints a refreshed token for this participant (None: no refresh).
     pub refresh_token: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    /// Server metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A published track's media as the publisher task sees it.
@@ -113,6 +115,11 @@ pub struct Session {
     /// Reused buffer for str0m events collected while draining.
     events: Vec<(usize, str0m::Event)>,
     warned: std::collections::HashSet<&'static str>,
+    /// Media counts not yet added to the server metrics.
+    counters: crate::metrics::MediaCounters,
+    /// Last cumulative NACK count per (peer connection, mid, rid) from
+    /// str0m's egress stats.
+    nacks_seen: HashMap<(usize, Mid, Option<str0m::media::Rid>), u64>,
 }
 
 /// Channels the task reads.
@@ -181,6 +188,8 @@ impl Session {
             outbox: Vec::new(),
             events: Vec::new(),
             warned: Default::default(),
+            counters: Default::default(),
+            nacks_seen: HashMap::new(),
         };
         Ok((
             session,
@@ -305,6 +314,7 @@ impl Session {
                 }
             }
             next_timeout = self.drain_all();
+            self.ctx.metrics.add(&mut self.counters);
             if self.pcs.iter().all(|pc| !pc.rtc.is_alive()) && self.departure_deadline.is_some() {
                 self.closing = true;
             }
@@ -324,6 +334,7 @@ impl Session {
             return true;
         }
         for msg in std::mem::take(&mut self.outbox) {
+            self.ctx.metrics.signal_out(&msg);
             if tracing::enabled!(tracing::Level::DEBUG) {
                 let text = format!("{msg:?}");
                 tracing::debug!(participant = %self.sid, "signal response: {}", &text[..text.len().min(300)]);

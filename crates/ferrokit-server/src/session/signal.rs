@@ -8,6 +8,7 @@ use proto::signal_response::Message as Msg;
 use str0m::media::Mid;
 
 use super::{Incoming, Session};
+use crate::metrics::request_type;
 use crate::rtc::sdp::{self, Kind, SendSlot};
 
 impl Session {
@@ -17,7 +18,8 @@ impl Session {
             return;
         };
         let sid = self.sid.clone();
-        tracing::debug!(participant = %sid, "signal request: {}", request_name(&msg));
+        tracing::debug!(participant = %sid, "signal request: {}", request_type(&msg));
+        self.ctx.metrics.signal_in(&msg);
         match msg {
             Req::Offer(sd) => self.on_offer(sd),
             Req::Answer(sd) => self.on_answer(sd),
@@ -228,34 +230,6 @@ impl Session {
             };
             sub.dt.set_max_layer(layer);
         }
-    }
-}
-
-/// The request's name, for logs.
-fn request_name(m: &Req) -> &'static str {
-    match m {
-        Req::Offer(_) => "offer",
-        Req::Answer(_) => "answer",
-        Req::Trickle(_) => "trickle",
-        Req::AddTrack(_) => "add_track",
-        Req::Mute(_) => "mute",
-        Req::Subscription(_) => "subscription",
-        Req::TrackSetting(_) => "track_setting",
-        Req::Leave(_) => "leave",
-        Req::UpdateLayers(_) => "update_layers",
-        Req::SubscriptionPermission(_) => "subscription_permission",
-        Req::SyncState(_) => "sync_state",
-        Req::Simulate(_) => "simulate",
-        Req::Ping(_) => "ping",
-        Req::UpdateMetadata(_) => "update_metadata",
-        Req::PingReq(_) => "ping_req",
-        Req::UpdateAudioTrack(_) => "update_audio_track",
-        Req::UpdateVideoTrack(_) => "update_video_track",
-        Req::PublishDataTrackRequest(_) => "publish_data_track_request",
-        Req::UnpublishDataTrackRequest(_) => "unpublish_data_track_request",
-        Req::UpdateDataSubscription(_) => "update_data_subscription",
-        Req::StoreDataBlobRequest(_) => "store_data_blob_request",
-        Req::GetDataBlobRequest(_) => "get_data_blob_request",
     }
 }
 
