@@ -689,3 +689,6 @@ pub fn leave(reason: proto::DisconnectReason) -> proto::LeaveRequest {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod admin_tests;

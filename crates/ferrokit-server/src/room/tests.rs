@@ -4,7 +4,7 @@ use super::*;
 use crate::auth::VideoGrant;
 use prost::Message;
 
-fn params(identity: &str) -> JoinParams {
+pub(super) fn params(identity: &str) -> JoinParams {
     JoinParams {
         identity: identity.into(),
         grant: VideoGrant {
@@ -17,7 +17,7 @@ fn params(identity: &str) -> JoinParams {
     }
 }
 
-fn room() -> Room {
+pub(super) fn room() -> Room {
     Room::new(
         "r",
         Duration::from_secs(300),
@@ -27,7 +27,7 @@ fn room() -> Room {
     )
 }
 
-fn updates_to(out: &[Output], to: &str) -> Vec<proto::ParticipantInfo> {
+pub(super) fn updates_to(out: &[Output], to: &str) -> Vec<proto::ParticipantInfo> {
     out.iter()
         .filter_map(|o| match o {
             Output::Signal {
@@ -40,7 +40,7 @@ fn updates_to(out: &[Output], to: &str) -> Vec<proto::ParticipantInfo> {
         .collect()
 }
 
-fn add_audio(room: &mut Room, sid: &str, cid: &str) -> proto::TrackInfo {
+pub(super) fn add_audio(room: &mut Room, sid: &str, cid: &str) -> proto::TrackInfo {
     let req = proto::AddTrackRequest {
         cid: cid.into(),
         r#type: proto::TrackType::Audio as i32,
