@@ -10,6 +10,7 @@ mod admin;
 mod data;
 mod event;
 mod participant;
+mod speakers;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -217,6 +218,7 @@ impl Room {
             auto_subscribe: params.auto_subscribe,
             pending: Vec::new(),
             subscriptions: Default::default(),
+            speaking: None,
         };
         let sid = participant.sid().to_string();
         let others = self

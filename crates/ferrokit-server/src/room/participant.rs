@@ -29,6 +29,8 @@ pub struct Participant {
     pub pending: Vec<PendingTrack>,
     /// Sids of the tracks this participant subscribes to.
     pub subscriptions: HashSet<String>,
+    /// Audio level (0..1] while speaking, as last sent in `speakers_changed`.
+    pub speaking: Option<f32>,
 }
 
 impl Participant {

@@ -220,10 +220,13 @@ impl Session {
         let Some(inc) = self.incoming.get_mut(&mid) else {
             return;
         };
+        let ext = &p.header.ext_vals;
+        if let (Some(level), false) = (ext.audio_level, codec.is_video()) {
+            inc.level.observe(level);
+        }
         if inc.downtracks.is_empty() {
             return;
         }
-        let ext = &p.header.ext_vals;
         let packet = Arc::new(ForwardPacket {
             layer,
             seq: *p.seq_no,
@@ -247,6 +250,18 @@ impl Session {
                 self.counters.forward_errors += 1;
             }
         }
+    }
+
+    /// Publisher side: ends a speaker interval; the room hears the loudest
+    /// audio track's level when it changed.
+    pub(super) fn update_speaking(&mut self) {
+        let level = self
+            .incoming
+            .values_mut()
+            .filter_map(|i| i.level.take())
+            .reduce(f32::max);
+        let sid = self.sid.clone();
+        self.room.update(|r| ((), r.set_speaker_level(&sid, level)));
     }
 
     /// Publisher side: asks the client for a keyframe of `track_sid`

@@ -33,6 +33,8 @@ pub const PING_TIMEOUT_SECS: i32 = 15;
 const WS_PING_EVERY: Duration = Duration::from_secs(10);
 /// Interval of `refresh_token` messages.
 const TOKEN_REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// Interval at which a publisher's speaking level is re-evaluated.
+const SPEAKER_INTERVAL: Duration = Duration::from_millis(400);
 /// Minimum interval between keyframe requests sent to a publisher per track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -58,6 +60,8 @@ struct Incoming {
     downtracks: Vec<(String, mpsc::Sender<MediaItem>)>,
     last_keyframe_request: Option<Instant>,
     rids: Vec<String>,
+    /// Loudness over the current speaker interval (audio tracks).
+    level: crate::sfu::AudioLevelObserver,
 }
 
 /// An incoming SSRC: its m-line and simulcast layer, and the codec of the
@@ -239,6 +243,8 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + WS_PING_EVERY, WS_PING_EVERY);
         let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
         refresh.tick().await;
+        let mut speaker_tick = tokio::time::interval(SPEAKER_INTERVAL);
+        speaker_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_timeout = self.drain_all();
         loop {
             if !self.flush(&mut sink).await {
@@ -303,6 +309,7 @@ impl Session {
                         self.lost_signal();
                     }
                 }
+                _ = speaker_tick.tick(), if !self.incoming.is_empty() => self.update_speaking(),
                 _ = refresh.tick(), if self.ws_open => {
                     if let Some(t) = (self.ctx.refresh_token)() {
                         self.send(Msg::RefreshToken(t));

@@ -207,6 +207,7 @@ impl Session {
                     downtracks: Vec::new(),
                     last_keyframe_request: None,
                     rids: s.send_rids.clone(),
+                    level: Default::default(),
                 },
             );
         }

@@ -1,8 +1,10 @@
 //! Forwarding decisions, sans-IO: which packets a downtrack sends, and how
 //! their RTP headers are rewritten.
 
+pub mod audio_level;
 pub mod codec;
 pub mod downtrack;
 
+pub use audio_level::AudioLevelObserver;
 pub use codec::{is_keyframe, red_primary, Codec};
 pub use downtrack::{Downtrack, Forward, ForwardPacket};
