@@ -10,6 +10,7 @@ mod admin;
 mod data;
 mod event;
 mod participant;
+mod permissions;
 mod speakers;
 
 use std::collections::HashMap;
@@ -219,6 +220,7 @@ impl Room {
             pending: Vec::new(),
             subscriptions: Default::default(),
             speaking: None,
+            sub_permission: None,
         };
         let sid = participant.sid().to_string();
         let others = self
@@ -574,6 +576,16 @@ impl Room {
         else {
             return Vec::new();
         };
+        if !self.may_subscribe(subscriber, publisher, track_sid) {
+            return vec![Output::Signal {
+                to: subscriber.to_string(),
+                msg: Msg::SubscriptionPermissionUpdate(proto::SubscriptionPermissionUpdate {
+                    participant_sid: publisher.to_string(),
+                    track_sid: track_sid.to_string(),
+                    allowed: false,
+                }),
+            }];
+        }
         let Some(s) = self.participant_mut(subscriber) else {
             return Vec::new();
         };

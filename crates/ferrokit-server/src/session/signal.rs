@@ -79,7 +79,10 @@ impl Session {
                 last_ping_timestamp: p.timestamp,
                 timestamp: crate::rooms::unix_ms(),
             })),
-            Req::SyncState(_) | Req::Simulate(_) | Req::SubscriptionPermission(_) => {}
+            Req::SubscriptionPermission(p) => self
+                .room
+                .update(|r| ((), r.set_subscription_permission(&sid, p))),
+            Req::SyncState(_) | Req::Simulate(_) => {}
             Req::UpdateAudioTrack(_) | Req::UpdateVideoTrack(_) | Req::UpdateLayers(_) => {}
             Req::PublishDataTrackRequest(_)
             | Req::UnpublishDataTrackRequest(_)
