@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine or a warm one:
 #   formatting and lints, Rust unit tests, then the interop suite that drives
 #   the official LiveKit Python SDK (pinned, in a venv this creates) through
-#   a ferrokit server built here.
+#   a ferrokit server built here, then the browser SDK (livekit-client in
+#   Debian's headless Chromium, installed if missing) and the Node SDK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,6 @@ cargo build --quiet -p ferrokit
 
 echo "== interop: official Python SDK"
 FERROKIT_BIN="$PWD/target/debug/ferrokit" tests/interop/run.sh -q
+
+echo "== interop: browser SDK in headless Chromium, and the Node SDK"
+FERROKIT_BIN="$PWD/target/debug/ferrokit" tests/browser/run.sh

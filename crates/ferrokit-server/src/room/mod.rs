@@ -220,6 +220,7 @@ impl Room {
             pending: Vec::new(),
             subscriptions: Default::default(),
             speaking: None,
+            ever_subscribed: Default::default(),
             sub_permission: None,
         };
         let sid = participant.sid().to_string();
@@ -592,11 +593,23 @@ impl Room {
         if !s.grant.can_subscribe() || !s.subscriptions.insert(track_sid.to_string()) {
             return Vec::new();
         }
-        vec![Output::Subscribe {
+        let mut out = vec![Output::Subscribe {
             subscriber: subscriber.to_string(),
             publisher: publisher.to_string(),
             track,
-        }]
+        }];
+        // The publisher hears `track_subscribed` once per track (LocalTrackSubscribed).
+        if let Some(p) = self.participant_mut(publisher) {
+            if p.ever_subscribed.insert(track_sid.to_string()) {
+                out.push(Output::Signal {
+                    to: publisher.to_string(),
+                    msg: Msg::TrackSubscribed(proto::TrackSubscribed {
+                        track_sid: track_sid.to_string(),
+                    }),
+                });
+            }
+        }
+        out
     }
 
     fn unsubscribe(&mut self, subscriber: &str, publisher: &str, track_sid: &str) -> Vec<Output> {

@@ -31,6 +31,8 @@ pub struct Participant {
     pub subscriptions: HashSet<String>,
     /// Audio level (0..1] while speaking, as last sent in `speakers_changed`.
     pub speaking: Option<f32>,
+    /// Its tracks that have had a subscriber (`track_subscribed` was sent).
+    pub ever_subscribed: HashSet<String>,
     /// Who may subscribe to its tracks (`subscription_permission`); None: everyone.
     pub sub_permission: Option<proto::SubscriptionPermission>,
 }

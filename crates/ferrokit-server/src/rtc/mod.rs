@@ -1,2 +1,3 @@
+pub mod codec_order;
 pub mod peer;
 pub mod sdp;

@@ -62,6 +62,9 @@ struct Incoming {
     rids: Vec<String>,
     /// Loudness over the current speaker interval (audio tracks).
     level: crate::sfu::AudioLevelObserver,
+    /// The codec `add_track` asked for (its first `simulcast_codecs`
+    /// entry), put first in our answers.
+    wanted_codec: Option<String>,
 }
 
 /// An incoming SSRC: its m-line and simulcast layer, and the codec of the

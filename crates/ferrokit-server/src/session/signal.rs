@@ -9,6 +9,7 @@ use str0m::media::Mid;
 
 use super::{Incoming, Session};
 use crate::metrics::request_type;
+use crate::rtc::codec_order;
 use crate::rtc::sdp::{self, Kind, SendSlot};
 
 impl Session {
@@ -118,6 +119,12 @@ impl Session {
                 return;
             }
         };
+        let wanted: HashMap<String, String> = self
+            .incoming
+            .iter()
+            .filter_map(|(mid, i)| Some((mid.to_string(), i.wanted_codec.clone()?)))
+            .collect();
+        let answer = codec_order::prefer_codecs(&answer, &wanted);
         let mut mid_to_track_id = HashMap::new();
         let sdp = if self.single_pc {
             let slots = self.place_downtracks(&sections);
@@ -211,6 +218,12 @@ impl Session {
                     last_keyframe_request: None,
                     rids: s.send_rids.clone(),
                     level: Default::default(),
+                    wanted_codec: p
+                        .info
+                        .codecs
+                        .first()
+                        .map(|c| c.mime_type.clone())
+                        .filter(|m| !m.is_empty()),
                 },
             );
         }
