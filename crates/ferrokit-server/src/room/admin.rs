@@ -175,19 +175,7 @@ impl Room {
                 req.identity
             )));
         };
-        if !req.metadata.is_empty() {
-            p.info.metadata = req.metadata.clone();
-        }
-        if !req.name.is_empty() {
-            p.info.name = req.name.clone();
-        }
-        for (k, v) in &req.attributes {
-            if v.is_empty() {
-                p.info.attributes.remove(k);
-            } else {
-                p.info.attributes.insert(k.clone(), v.clone());
-            }
-        }
+        p.update_info(&req.name, &req.metadata, &req.attributes);
         let mut out = Vec::new();
         let mut lost_subscribe = false;
         let mut lost_publish = Vec::new();

@@ -446,19 +446,7 @@ impl Room {
                 "canUpdateOwnMetadata is not granted",
             ));
         }
-        if !req.name.is_empty() {
-            p.info.name = req.name.clone();
-        }
-        if !req.metadata.is_empty() {
-            p.info.metadata = req.metadata.clone();
-        }
-        for (k, v) in &req.attributes {
-            if v.is_empty() {
-                p.info.attributes.remove(k);
-            } else {
-                p.info.attributes.insert(k.clone(), v.clone());
-            }
-        }
+        p.update_info(&req.name, &req.metadata, &req.attributes);
         p.bump();
         Ok(self.broadcast_update(sid, true))
     }

@@ -53,6 +53,30 @@ impl Participant {
         self.info.version += 1;
     }
 
+    /// Sets a non-empty name and metadata, and merges attributes (an empty
+    /// value deletes its key), as UpdateParticipantMetadata and the API's
+    /// UpdateParticipant do.
+    pub fn update_info(
+        &mut self,
+        name: &str,
+        metadata: &str,
+        attributes: &std::collections::HashMap<String, String>,
+    ) {
+        if !name.is_empty() {
+            self.info.name = name.to_string();
+        }
+        if !metadata.is_empty() {
+            self.info.metadata = metadata.to_string();
+        }
+        for (k, v) in attributes {
+            if v.is_empty() {
+                self.info.attributes.remove(k);
+            } else {
+                self.info.attributes.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
     /// A published track by sid.
     pub fn track(&self, track_sid: &str) -> Option<&proto::TrackInfo> {
         self.info.tracks.iter().find(|t| t.sid == track_sid)

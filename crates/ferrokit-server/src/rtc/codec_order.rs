@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use super::sdp::{block_mid, blocks, line_ending};
+
 /// Rewrites `sdp` so that, in the m-section whose `a=mid` is a key of
 /// `wanted`, the payload types of that codec (encoding name, any case, e.g.
 /// `VP9` or `video/vp9`) and their RTX lead the format list. Other sections,
@@ -17,23 +19,10 @@ pub fn prefer_codecs(sdp: &str, wanted: &HashMap<String, String>) -> String {
     if wanted.is_empty() {
         return sdp.to_string();
     }
-    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
-    for line in sdp.lines() {
-        if line.starts_with("m=") {
-            blocks.push(Vec::new());
-        }
-        if let Some(b) = blocks.last_mut() {
-            b.push(line);
-        }
-    }
+    let eol = line_ending(sdp);
     let mut out = String::with_capacity(sdp.len());
-    for block in blocks {
-        let mid = block
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .map(str::trim);
-        let codec = mid.and_then(|m| wanted.get(m));
+    for block in blocks(sdp) {
+        let codec = block_mid(&block).and_then(|m| wanted.get(m));
         for line in &block {
             match (codec, line.strip_prefix("m=")) {
                 (Some(codec), Some(m)) => {

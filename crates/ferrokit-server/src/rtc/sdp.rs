@@ -123,8 +123,32 @@ pub enum SendSlot {
 /// Rewrites the server's SDP: for each mid in `slots`, sets the msid of a
 /// downtrack, or makes an unused slot inactive. Other sections are kept.
 pub fn rewrite_send_slots(sdp: &str, slots: &HashMap<String, SendSlot>) -> String {
-    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
-    // Split into the session part and m-sections.
+    let eol = line_ending(sdp);
+    let blocks = blocks(sdp);
+    let mut out = String::with_capacity(sdp.len() + 256);
+    for block in blocks {
+        let slot = block_mid(&block).and_then(|m| slots.get(m));
+        for line in block {
+            match slot {
+                None => push_line(&mut out, line, eol),
+                Some(slot) => rewrite_line(&mut out, line, slot, eol),
+            }
+        }
+    }
+    out
+}
+
+/// The SDP's line ending (`\r\n` as RFC 8866 says, or `\n`).
+pub fn line_ending(sdp: &str) -> &'static str {
+    if sdp.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    }
+}
+
+/// The SDP's lines in blocks: the session part, then one per m-section.
+pub fn blocks(sdp: &str) -> Vec<Vec<&str>> {
     let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
     for line in sdp.lines() {
         if line.starts_with("m=") {
@@ -134,21 +158,15 @@ pub fn rewrite_send_slots(sdp: &str, slots: &HashMap<String, SendSlot>) -> Strin
             b.push(line);
         }
     }
-    let mut out = String::with_capacity(sdp.len() + 256);
-    for block in blocks {
-        let mid = block
-            .iter()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .map(str::trim);
-        let slot = mid.and_then(|m| slots.get(m));
-        for line in block {
-            match slot {
-                None => push_line(&mut out, line, eol),
-                Some(slot) => rewrite_line(&mut out, line, slot, eol),
-            }
-        }
-    }
-    out
+    blocks
+}
+
+/// The `a=mid` of an m-section block.
+pub fn block_mid<'a>(block: &[&'a str]) -> Option<&'a str> {
+    block
+        .iter()
+        .find_map(|l| l.strip_prefix("a=mid:"))
+        .map(str::trim)
 }
 
 fn push_line(out: &mut String, line: &str, eol: &str) {
