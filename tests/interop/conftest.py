@@ -1,6 +1,9 @@
 """Fixtures: the ferrokit server under test (one per session), SDK client
 pools, and the connection-mode parametrisation (single / dual peer connection).
 
+The server is started with `--config <tmpfile>` holding a `webhook` section
+(URLs of the session's WebhookSink, webhook_sink.py) and `prometheus_port`.
+
 Environment:
   FERROKIT_BIN  server binary (run.sh defaults it to <repo>/target/debug/ferrokit)
   FERROKIT_URL  optional: use an already running server at this http(s) URL
@@ -28,6 +31,7 @@ from typing import BinaryIO, Optional
 import pytest
 
 from helpers import API_KEY, API_SECRET, ClientPool
+from webhook_sink import WebhookSink
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -47,6 +51,8 @@ class Server:
     proc: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
     log_file: Optional[BinaryIO] = None  # read through our own fd
+    metrics_url: Optional[str] = None  # http://127.0.0.1:<prometheus_port>/metrics
+    webhooks: Optional[WebhookSink] = None  # receives the server's webhooks
 
     def log_size(self) -> int:
         return os.fstat(self.log_file.fileno()).st_size if self.log_file and not self.log_file.closed else 0
@@ -115,33 +121,70 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _binary() -> str:
+    binary = os.environ.get("FERROKIT_BIN", str(REPO / "target/debug/ferrokit"))
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        pytest.fail(f"server binary not found or not executable: {binary} (set FERROKIT_BIN)", pytrace=False)
+    return binary
+
+
 @pytest.fixture(scope="session")
-def server():
-    """Start `$FERROKIT_BIN serve --dev` on free ports, wait for GET / -> 200 OK,
-    yield a Server; at the end SIGTERM it and require exit code 0."""
+def ferrokit_bin() -> str:
+    """Path of the ferrokit binary (for CLI tests)."""
+    return _binary()
+
+
+@pytest.fixture(scope="session")
+def webhook_sink():
+    """The session's webhook receiver (started before the server)."""
+    sink = WebhookSink().start()
+    yield sink
+    sink.stop()
+
+
+def _write_config(sink: WebhookSink, prometheus_port: int) -> Path:
+    """The server's config file: webhooks to the sink, Prometheus port."""
+    fd, name = tempfile.mkstemp(prefix="ferrokit-interop-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "webhook:\n"
+            f"  api_key: {API_KEY}\n"
+            f'  urls: ["{sink.url("/hook")}", "{sink.url("/flaky")}"]\n'
+            f"prometheus_port: {prometheus_port}\n"
+        )
+    return Path(name)
+
+
+@pytest.fixture(scope="session")
+def server(webhook_sink):
+    """Start `$FERROKIT_BIN serve --dev --config <file>` on free ports, wait
+    for GET / -> 200 OK, yield a Server; at the end SIGTERM it and require exit
+    code 0."""
     external = os.environ.get("FERROKIT_URL")
     if external:
         http_url = external.rstrip("/")
         yield Server(re.sub(r"^http", "ws", http_url), http_url, API_KEY, API_SECRET)
         return
 
-    binary = os.environ.get("FERROKIT_BIN", str(REPO / "target/debug/ferrokit"))
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        pytest.fail(f"server binary not found or not executable: {binary} (set FERROKIT_BIN)", pytrace=False)
+    binary = _binary()
 
     port, udp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    cmd = [binary, "serve", "--dev", "--bind", "127.0.0.1", "--port", str(port), "--udp-port", str(udp_port)]
+    prometheus_port = _free_port(socket.SOCK_STREAM)
+    config = _write_config(webhook_sink, prometheus_port)
+    cmd = [binary, "serve", "--dev", "--bind", "127.0.0.1", "--port", str(port), "--udp-port", str(udp_port),
+           "--config", str(config)]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env.setdefault("NO_COLOR", "1")
     log_path, log_file = _open_log()
-    log_file.write(f"$ {' '.join(cmd)}\n".encode())
+    log_file.write(f"$ {' '.join(cmd)}\n{config.read_text()}".encode())
     log_file.flush()
     # the server must not outlive this process, even if the SDK aborts it
     setpriv = shutil.which("setpriv")
     launch = [setpriv, "--pdeathsig", "TERM", "--", *cmd] if setpriv else cmd
     proc = subprocess.Popen(launch, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, log_path, log_file)
+    srv = Server(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", API_KEY, API_SECRET, proc, log_path, log_file,
+                 metrics_url=f"http://127.0.0.1:{prometheus_port}/metrics", webhooks=webhook_sink)
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     try:
@@ -160,6 +203,7 @@ def server():
         proc.kill()
         proc.wait(5)
         log_file.close()
+        config.unlink(missing_ok=True)
         raise
 
     yield srv
@@ -178,6 +222,7 @@ def server():
             pytest.fail(f"server exited with code {code} after SIGTERM (expected 0)\n{srv.log_tail()}", pytrace=False)
     finally:
         log_file.close()
+        config.unlink(missing_ok=True)
         note = _log_note(_worker())
         if note is not None:
             note.unlink(missing_ok=True)

@@ -84,10 +84,17 @@ RECORDED_EVENTS = (
     "local_track_published",
     "local_track_subscribed",
     "data_received",
+    "room_metadata_changed",
+    "participant_metadata_changed",
+    "participant_name_changed",
+    "participant_attributes_changed",
+    "participant_permissions_changed",
+    "local_track_unpublished",
     "connection_state_changed",
     "disconnected",
     "reconnecting",
     "reconnected",
+    "active_speakers_changed",
 )
 
 
@@ -247,6 +254,26 @@ async def assert_pc_mode(client: Client, single_pc: bool) -> None:
         assert "transport" in sub_kinds, f"dual PC requested but no subscriber transport: {sorted(sub_kinds)}"
 
 
+async def expect_publish_refused(client: "Client", timeout: float = EVENT_TIMEOUT) -> None:
+    """Publishing an audio track must fail with an SDK error. The SDK (1.2.0)
+    ignores the server's request_response NOT_ALLOWED and fails on its own
+    10 s publication timeout ("no response received from the server"), so
+    this takes ~10 s; a hang until `timeout` is a failure."""
+    try:
+        await TonePublisher().publish(client, timeout=timeout)
+    except PublishTimeout:
+        raise AssertionError(f"[{client.identity}] publish_track neither failed nor succeeded "
+                             f"within {timeout:.0f}s") from None
+    except Exception as e:
+        log.info("publish refused as expected: %r", e)
+        return
+    raise AssertionError(f"[{client.identity}] publish_track succeeded without permission to publish")
+
+
+class PublishTimeout(AssertionError):
+    """publish_track did not complete in time."""
+
+
 class ClientPool:
     """Connects SDK clients to the test server and disconnects them all (bounded)
     at teardown."""
@@ -311,13 +338,14 @@ class TonePublisher:
         self._task: Optional[asyncio.Task] = None
         self.frames_sent = 0
 
-    async def publish(self, client: Client) -> rtc.LocalTrackPublication:
+    async def publish(self, client: Client, timeout: float = EVENT_TIMEOUT) -> rtc.LocalTrackPublication:
         opts = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         self._task = asyncio.create_task(self._pump())
         client.cleanups.append(self.stop)
-        self.publication = await bounded(
-            client.lp.publish_track(self.track, opts), EVENT_TIMEOUT, f"{client.identity} publishing audio"
-        )
+        try:
+            self.publication = await asyncio.wait_for(client.lp.publish_track(self.track, opts), timeout)
+        except asyncio.TimeoutError:
+            raise PublishTimeout(f"timed out after {timeout:.0f}s: {client.identity} publishing audio") from None
         return self.publication
 
     async def _pump(self) -> None:

@@ -4,7 +4,9 @@
 #   tests/interop/run.sh [pytest args...]
 #
 # Creates tests/interop/.venv on first use, installs requirements.txt when it
-# changed since the last install, then runs pytest from tests/interop. The
+# changed since the last install, runs `npm ci` in tests/interop/api_node when
+# its node_modules is missing or package-lock.json changed (the Node server
+# SDK used by the API and webhook tests), then runs pytest from tests/interop. The
 # server binary comes from $FERROKIT_BIN (default <repo>/target/debug/ferrokit).
 # Test paths given relative to the caller's cwd are accepted. Exit code is
 # pytest's.
@@ -31,6 +33,14 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         -r "$HERE/requirements.txt"
     echo "$want" >"$STAMP"
+fi
+
+NODE_DIR="$HERE/api_node"
+NODE_STAMP="$NODE_DIR/node_modules/.package-lock.sha256"
+want="$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$NODE_STAMP" 2>/dev/null || true)" != "$want" ]; then
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$NODE_STAMP"
 fi
 
 # Make path arguments (file, dir, file::test) absolute before changing dir.

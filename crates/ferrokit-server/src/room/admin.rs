@@ -162,8 +162,9 @@ impl Room {
 
     /// UpdateParticipant: metadata, name and attributes (an empty attribute
     /// value deletes the key), and permission. A participant losing
-    /// canSubscribe is unsubscribed from everything; losing canPublish
-    /// unpublishes its tracks.
+    /// canSubscribe is unsubscribed from everything (and, when it
+    /// auto-subscribes, subscribed again when it gets it back); losing
+    /// canPublish unpublishes its tracks.
     pub fn update_participant(
         &mut self,
         req: &proto::UpdateParticipantRequest,
@@ -178,12 +179,14 @@ impl Room {
         p.update_info(&req.name, &req.metadata, &req.attributes);
         let mut out = Vec::new();
         let mut lost_subscribe = false;
+        let mut gained_subscribe = false;
         let mut lost_publish = Vec::new();
         if let Some(perm) = &req.permission {
             let before = p.grant.clone();
             apply_permission(&mut p.grant, perm);
             p.info.permission = Some(p.grant.to_permission());
             lost_subscribe = before.can_subscribe() && !p.grant.can_subscribe();
+            gained_subscribe = !before.can_subscribe() && p.grant.can_subscribe();
             if before.can_publish() && !p.grant.can_publish() {
                 lost_publish = p.info.tracks.iter().map(|t| t.sid.clone()).collect();
             }
@@ -191,6 +194,9 @@ impl Room {
         p.bump();
         if lost_subscribe {
             out.extend(self.unsubscribe_everything(&sid));
+        }
+        if gained_subscribe {
+            out.extend(self.auto_subscribe_existing(&sid));
         }
         for track_sid in lost_publish {
             out.extend(self.unpublish_track(&sid, &track_sid));

@@ -133,6 +133,20 @@ fn update_participant_changes_info_and_permission() {
     assert!(out.iter().any(|o| matches!(o,
         Output::Unsubscribe { subscriber, track_sid, .. } if *subscriber == b && *track_sid == t.sid)));
     assert_eq!(updates_to(&out, &a)[0].name, "Bee");
+    // getting canSubscribe back resubscribes an auto-subscriber
+    let req = proto::UpdateParticipantRequest {
+        identity: "b".into(),
+        permission: Some(proto::ParticipantPermission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_data: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (_, out) = r.update_participant(&req).unwrap();
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Subscribe { subscriber, track, .. } if *subscriber == b && track.sid == t.sid)));
     // losing canPublish unpublishes
     let req = proto::UpdateParticipantRequest {
         identity: "a".into(),
