@@ -3,7 +3,6 @@ file (the session's WebhookSink, see conftest.py). Each event of a scenario
 arrives once, in order, and verifies with the SDKs' WebhookReceiver (Python,
 and Node's for one event); a receiver answering 500 gets the event again."""
 
-import asyncio
 import time
 import uuid
 from collections import Counter
@@ -20,9 +19,6 @@ from webhook_sink import FLAKY_MARK, Delivery
 
 AUDIO = rtc.TrackKind.KIND_AUDIO
 ROOM_FINISHED_TIMEOUT = 20.0
-# Checking that nothing arrives twice needs a short wait after the last
-# expected event (duplicates or stragglers would come right behind it).
-SETTLE = 0.5
 RECEIVER = api.WebhookReceiver(api.TokenVerifier(API_KEY, API_SECRET))
 
 
@@ -38,6 +34,17 @@ async def lkapi(server):
     client = PythonRoomApi(server.http_url)
     yield client
     await client.close()
+
+
+async def drained(sink, lkapi) -> None:
+    """Wait until every event queued so far has been delivered, retries
+    included: each URL's deliveries are in order, so once a fresh barrier
+    room's room_started reaches both URLs, nothing older is still coming."""
+    barrier = f"barrier-{uuid.uuid4().hex[:8]}"
+    await lkapi.create_room(barrier, empty_timeout=30)
+    for path in ("/hook", "/flaky"):
+        await sink.wait(is_event(barrier, "room_started"), path=path, what=f"barrier {barrier} on {path}")
+    await lkapi.delete_room(barrier)
 
 
 def verify(d: Delivery) -> api.WebhookEvent:
@@ -79,7 +86,7 @@ async def test_webhook_scenario(server, sink, lkapi, pool, room_name):
 
     await sink.wait(is_event(room_name, "room_finished"), timeout=ROOM_FINISHED_TIMEOUT,
                     what=f"room_finished of {room_name} (empty/departure timeout 1 s)")
-    await asyncio.sleep(SETTLE)
+    await drained(sink, lkapi)
     deliveries = sink.for_room(room_name)
     events = [verify(d) for d in deliveries]
     seen = [key(e) for e in events]
@@ -143,7 +150,7 @@ async def test_webhook_delete_room(server, sink, lkapi, pool, room_name):
     await alice.events.wait("disconnected", what="room deleted")
 
     await sink.wait(is_event(room_name, "room_finished"), timeout=ROOM_FINISHED_TIMEOUT, what="room_finished")
-    await asyncio.sleep(SETTLE)
+    await drained(sink, lkapi)
     events = [verify(d) for d in sink.for_room(room_name)]
     seen = [key(e) for e in events]
     assert seen == [
@@ -164,7 +171,7 @@ async def test_webhook_connection_aborted(server, sink, lkapi, room_name):
         await raw.send(proto_rtc.SignalRequest(leave=proto_rtc.LeaveRequest()))
         await raw.ws.close()
     await sink.wait(is_event(room_name, "participant_connection_aborted", "no-media"), what="connection aborted")
-    await asyncio.sleep(SETTLE)
+    await drained(sink, lkapi)
     seen = [key(verify(d)) for d in sink.for_room(room_name)]
     assert seen == [("room_started", "", ""), ("participant_connection_aborted", "no-media", "")], seen
     await lkapi.delete_room(room_name)
@@ -185,7 +192,7 @@ async def test_webhook_retry(server, sink, lkapi, pool):
     assert e1.id == e2.id, "a retry must carry the same event id"
     assert (e2.event, e2.participant.identity) == ("participant_joined", "alice")
 
-    await asyncio.sleep(SETTLE)
+    await drained(sink, lkapi)
     assert len(sink.received(joined, "/flaky")) == 2, "more than one retry after a 200"
     assert len(sink.received(joined, "/hook")) == 1, "a healthy URL got the event more than once"
     await lkapi.delete_room(room_name)

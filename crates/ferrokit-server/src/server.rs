@@ -75,6 +75,16 @@ pub enum StartError {
     },
 }
 
+/// Binds a TCP listener, naming it in the error.
+async fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
 impl Server {
     /// Binds the HTTP/WebSocket port and the UDP media port and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
@@ -93,26 +103,10 @@ impl Server {
             })?;
         let udp_addr = mux.local_addr().unwrap_or(udp_bind);
         let http_bind = SocketAddr::new(bind_ip, config.port);
-        let listener = tokio::net::TcpListener::bind(http_bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                what: "HTTP",
-                addr: http_bind,
-                source,
-            })?;
+        let listener = bind_tcp("HTTP", http_bind).await?;
         let http_addr = listener.local_addr().unwrap_or(http_bind);
         let metrics_listener = match config.prometheus_port.filter(|p| *p != 0) {
-            Some(port) => {
-                let addr = SocketAddr::new(bind_ip, port);
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        what: "Prometheus",
-                        addr,
-                        source,
-                    })?;
-                Some(l)
-            }
+            Some(port) => Some(bind_tcp("Prometheus", SocketAddr::new(bind_ip, port)).await?),
             None => None,
         };
         let state = Arc::new(ServerState {

@@ -568,11 +568,7 @@ impl Room {
         if !self.may_subscribe(subscriber, publisher, track_sid) {
             return vec![Output::Signal {
                 to: subscriber.to_string(),
-                msg: Msg::SubscriptionPermissionUpdate(proto::SubscriptionPermissionUpdate {
-                    participant_sid: publisher.to_string(),
-                    track_sid: track_sid.to_string(),
-                    allowed: false,
-                }),
+                msg: permissions::permission_update(publisher, track_sid, false),
             }];
         }
         let Some(s) = self.participant_mut(subscriber) else {

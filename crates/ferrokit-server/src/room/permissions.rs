@@ -27,7 +27,8 @@ pub(super) fn allows(
         })
 }
 
-fn permission_update(publisher: &str, track_sid: &str, allowed: bool) -> Msg {
+/// `subscription_permission_update` for one subscriber.
+pub(super) fn permission_update(publisher: &str, track_sid: &str, allowed: bool) -> Msg {
     Msg::SubscriptionPermissionUpdate(proto::SubscriptionPermissionUpdate {
         participant_sid: publisher.to_string(),
         track_sid: track_sid.to_string(),
