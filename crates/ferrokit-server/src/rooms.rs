@@ -41,6 +41,13 @@ pub enum Command {
         track_sid: String,
         subscriber: String,
     },
+    /// Publisher side: the highest layer of `track_sid` that `subscriber`
+    /// takes (None: it disabled the track), for dynacast.
+    SubscriberLayer {
+        track_sid: String,
+        subscriber: String,
+        max_layer: Option<u8>,
+    },
     /// Publisher side: a subscriber asks for a keyframe of `track_sid` at `layer`.
     KeyframeRequest { track_sid: String, layer: u8 },
     /// Deliver a data packet on a data channel.

@@ -11,6 +11,7 @@ mod data;
 mod event;
 mod participant;
 mod permissions;
+mod quality;
 mod speakers;
 
 use std::collections::HashMap;
@@ -222,6 +223,7 @@ impl Room {
             speaking: None,
             ever_subscribed: Default::default(),
             sub_permission: None,
+            quality: None,
         };
         let sid = participant.sid().to_string();
         let others = self
@@ -582,6 +584,7 @@ impl Room {
             publisher: publisher.to_string(),
             track,
         }];
+        out.extend(self.quality_for_new_subscriber(subscriber, publisher));
         // The publisher hears `track_subscribed` once per track (LocalTrackSubscribed).
         if let Some(p) = self.participant_mut(publisher) {
             if p.ever_subscribed.insert(track_sid.to_string()) {

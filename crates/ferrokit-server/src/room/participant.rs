@@ -35,6 +35,8 @@ pub struct Participant {
     pub ever_subscribed: HashSet<String>,
     /// Who may subscribe to its tracks (`subscription_permission`); None: everyone.
     pub sub_permission: Option<proto::SubscriptionPermission>,
+    /// Its connection quality as last reported (`connection_quality`).
+    pub quality: Option<proto::ConnectionQualityInfo>,
 }
 
 impl Participant {

@@ -83,6 +83,10 @@ pub struct Peer {
     pub connected: bool,
 }
 
+/// Starting estimate of a subscriber's bandwidth, kbps, until TWCC
+/// feedback and probing refine it.
+pub const INITIAL_BWE_KBPS: u64 = 1500;
+
 impl Peer {
     /// A new peer connection whose only candidate is the host candidate
     /// `local` (node_ip:udp_port). Fails only if the candidate is invalid.
@@ -96,6 +100,9 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
+            // Bandwidth estimation of what we send (TWCC feedback), which
+            // caps subscribers' simulcast layers.
+            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(INITIAL_BWE_KBPS)))
             // Egress stats carry the NACK counts for the metrics.
             .set_stats_interval(Some(std::time::Duration::from_secs(5)))
             .build(now);

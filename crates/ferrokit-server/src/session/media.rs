@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_response::Message as Msg;
+use str0m::bwe::BweKind;
 use str0m::channel::ChannelConfig;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
@@ -132,7 +133,14 @@ impl Session {
                 }
             }
             Event::RtpPacket(p) if pc == 0 => self.on_rtp(p),
+            Event::MediaIngressStats(st) if pc == 0 => self.on_ingress_stats(&st),
+            Event::EgressBitrateEstimate(
+                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+            ) if pc == self.sub_pc() => self.bwe_bps = Some(estimate.as_u64()),
             Event::MediaEgressStats(st) => {
+                if pc == self.sub_pc() {
+                    self.on_egress_stats(&st);
+                }
                 let seen = self.nacks_seen.entry((pc, st.mid, st.rid)).or_insert(0);
                 self.counters.nacks += st.nacks.saturating_sub(*seen);
                 *seen = st.nacks;
@@ -207,6 +215,7 @@ impl Session {
         };
         if !inc.started {
             inc.started = true;
+            inc.codec = Some(codec);
             let track_sid = inc.track_sid.to_string();
             let sid = self.sid.clone();
             let mid_s = mid.to_string();
@@ -252,18 +261,6 @@ impl Session {
         }
     }
 
-    /// Publisher side: ends a speaker interval; the room hears the loudest
-    /// audio track's level when it changed.
-    pub(super) fn update_speaking(&mut self) {
-        let level = self
-            .incoming
-            .values_mut()
-            .filter_map(|i| i.level.take())
-            .reduce(f32::max);
-        let sid = self.sid.clone();
-        self.room.update(|r| ((), r.set_speaker_level(&sid, level)));
-    }
-
     /// Publisher side: asks the client for a keyframe of `track_sid`
     /// (every layer when `layer` is None), at most every 300 ms.
     pub(super) fn request_keyframe(&mut self, track_sid: &str, layer: Option<u8>) {
@@ -306,7 +303,7 @@ impl Session {
         }
     }
 
-    fn sub_pc(&self) -> usize {
+    pub(super) fn sub_pc(&self) -> usize {
         if self.single_pc {
             0
         } else {
@@ -323,6 +320,8 @@ impl Session {
         let (Some(mid), true) = (sub.mid, sub.active) else {
             return;
         };
+        sub.rates
+            .on_packet(item.packet.layer, item.packet.payload.len());
         let f = sub.dt.on_packet(&item.packet, now);
         if let Some(layer) = sub.dt.take_keyframe_request() {
             let publisher = sub.publisher.clone();
@@ -397,8 +396,11 @@ impl Session {
                 video,
                 mid: None,
                 active: false,
-                dt: Downtrack::new(video),
+                dt: Downtrack::new(video, Instant::now()),
                 pt_cache: None,
+                wish: Some(2),
+                stream_paused: false,
+                rates: crate::sfu::allocation::LayerRates::new(Instant::now()),
             },
         );
         if self.single_pc {

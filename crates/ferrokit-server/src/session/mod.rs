@@ -3,6 +3,7 @@
 //! order: signal requests, room commands, datagrams, media from publishers
 //! and str0m timeouts.
 
+mod control;
 mod media;
 mod signal;
 
@@ -33,8 +34,9 @@ pub const PING_TIMEOUT_SECS: i32 = 15;
 const WS_PING_EVERY: Duration = Duration::from_secs(10);
 /// Interval of `refresh_token` messages.
 const TOKEN_REFRESH_EVERY: Duration = Duration::from_secs(300);
-/// Interval at which a publisher's speaking level is re-evaluated.
-const SPEAKER_INTERVAL: Duration = Duration::from_millis(400);
+/// Interval of the session's control work: a publisher's speaking level
+/// and dynacast layers, a subscriber's stream states.
+const CONTROL_INTERVAL: Duration = Duration::from_millis(400);
 /// Minimum interval between keyframe requests sent to a publisher per track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -65,6 +67,12 @@ struct Incoming {
     /// The codec `add_track` asked for (its first `simulcast_codecs`
     /// entry), put first in our answers.
     wanted_codec: Option<String>,
+    /// Muted by the publisher (media is expected to stop).
+    muted: bool,
+    /// Video: which layers subscribers want (`subscribed_quality_update`).
+    dynacast: Option<crate::sfu::Dynacast>,
+    /// The codec of the media received, once some arrived.
+    codec: Option<Codec>,
 }
 
 /// An incoming SSRC: its m-line and simulcast layer, and the codec of the
@@ -89,6 +97,12 @@ struct Subscribed {
     active: bool,
     dt: Downtrack,
     pt_cache: Option<(Codec, str0m::media::Pt)>,
+    /// The highest layer the publisher was told we take (None: disabled).
+    wish: Option<u8>,
+    /// The client was last told this stream is PAUSED.
+    stream_paused: bool,
+    /// What each layer of the track costs (bandwidth allocation).
+    rates: crate::sfu::allocation::LayerRates,
 }
 
 /// A participant's task state.
@@ -127,6 +141,10 @@ pub struct Session {
     /// Last cumulative NACK count per (peer connection, mid, rid) from
     /// str0m's egress stats.
     nacks_seen: HashMap<(usize, Mid, Option<str0m::media::Rid>), u64>,
+    /// Connection quality measurement.
+    quality: control::QualityState,
+    /// Subscriber side: str0m's estimate of our outgoing bandwidth, bps.
+    bwe_bps: Option<u64>,
 }
 
 /// Channels the task reads.
@@ -197,6 +215,8 @@ impl Session {
             warned: Default::default(),
             counters: Default::default(),
             nacks_seen: HashMap::new(),
+            quality: control::QualityState::new(now),
+            bwe_bps: None,
         };
         Ok((
             session,
@@ -246,8 +266,8 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + WS_PING_EVERY, WS_PING_EVERY);
         let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
         refresh.tick().await;
-        let mut speaker_tick = tokio::time::interval(SPEAKER_INTERVAL);
-        speaker_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut control_tick = tokio::time::interval(CONTROL_INTERVAL);
+        control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_timeout = self.drain_all();
         loop {
             if !self.flush(&mut sink).await {
@@ -312,7 +332,16 @@ impl Session {
                         self.lost_signal();
                     }
                 }
-                _ = speaker_tick.tick(), if !self.incoming.is_empty() => self.update_speaking(),
+                _ = control_tick.tick() => {
+                    let now = Instant::now();
+                    if !self.incoming.is_empty() {
+                        self.update_speaking();
+                        self.update_dynacast(now);
+                    }
+                    self.allocate_bandwidth(now);
+                    self.update_stream_states(now);
+                    self.update_quality(now);
+                }
                 _ = refresh.tick(), if self.ws_open => {
                     if let Some(t) = (self.ctx.refresh_token)() {
                         self.send(Msg::RefreshToken(t));
@@ -398,7 +427,12 @@ impl Session {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Signal(msg) => self.send(msg),
+            Command::Signal(msg) => {
+                if let Msg::Update(u) = &msg {
+                    self.note_track_mutes(u);
+                }
+                self.send(msg)
+            }
             Command::Subscribe { publisher, track } => self.on_subscribe(publisher, track),
             Command::Unsubscribe { track_sid } => self.on_unsubscribe(&track_sid),
             Command::AddDowntrack {
@@ -407,9 +441,13 @@ impl Session {
                 media,
             } => {
                 if let Some(inc) = self.incoming_track(&track_sid) {
+                    if let Some(d) = &mut inc.dynacast {
+                        d.set(&subscriber, Some(2));
+                    }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                     inc.downtracks.push((subscriber, media));
                 }
+                self.update_dynacast(Instant::now());
                 self.request_keyframe(&track_sid, None);
             }
             Command::RemoveDowntrack {
@@ -417,8 +455,24 @@ impl Session {
                 subscriber,
             } => {
                 if let Some(inc) = self.incoming_track(&track_sid) {
+                    if let Some(d) = &mut inc.dynacast {
+                        d.remove(&subscriber);
+                    }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                 }
+            }
+            Command::SubscriberLayer {
+                track_sid,
+                subscriber,
+                max_layer,
+            } => {
+                if let Some(d) = self
+                    .incoming_track(&track_sid)
+                    .and_then(|i| i.dynacast.as_mut())
+                {
+                    d.set(&subscriber, max_layer);
+                }
+                self.update_dynacast(Instant::now());
             }
             Command::KeyframeRequest { track_sid, layer } => {
                 self.request_keyframe(&track_sid, Some(layer))

@@ -9,6 +9,7 @@ use str0m::media::Mid;
 
 use super::{Incoming, Session};
 use crate::metrics::request_type;
+use crate::rooms::Command;
 use crate::rtc::codec_order;
 use crate::rtc::sdp::{self, Kind, SendSlot};
 
@@ -218,6 +219,9 @@ impl Session {
                     last_keyframe_request: None,
                     rids: s.send_rids.clone(),
                     level: Default::default(),
+                    muted: p.info.muted,
+                    dynacast: (want == proto::TrackType::Video as i32).then(Default::default),
+                    codec: None,
                     wanted_codec: p
                         .info
                         .codecs
@@ -229,13 +233,14 @@ impl Session {
         }
     }
 
-    /// `track_setting`: pause or cap the layer of subscribed tracks.
+    /// `track_setting`: pause or cap the layer of subscribed tracks, and
+    /// tell the publisher what this subscriber now takes (dynacast).
     fn on_track_setting(&mut self, ts: &proto::UpdateTrackSettings) {
         for track_sid in &ts.track_sids {
             let Some(sub) = self.subscribed.get_mut(track_sid) else {
                 continue;
             };
-            sub.dt.set_paused(ts.disabled);
+            sub.dt.set_paused(ts.disabled, std::time::Instant::now());
             let layer = if ts.width > 0 || ts.height > 0 {
                 layer_for_size(&sub.track, ts.width, ts.height)
             } else {
@@ -246,6 +251,18 @@ impl Session {
                 }
             };
             sub.dt.set_max_layer(layer);
+            let wish = (!ts.disabled).then_some(layer);
+            if sub.video && sub.wish != wish {
+                sub.wish = wish;
+                let cmd = Command::SubscriberLayer {
+                    track_sid: track_sid.clone(),
+                    subscriber: self.sid.clone(),
+                    max_layer: wish,
+                };
+                if let Some(ctrl) = self.room.ctrl_of(&sub.publisher) {
+                    let _ = ctrl.send(cmd);
+                }
+            }
         }
     }
 }

@@ -27,6 +27,20 @@ impl Codec {
         }
     }
 
+    /// The name LiveKit clients use for the codec (`vp8`, `h264`, ...: the
+    /// `codec` of `SubscribedCodec`), empty for [`Codec::Other`].
+    pub fn client_name(self) -> &'static str {
+        match self {
+            Self::Opus => "opus",
+            Self::Red => "red",
+            Self::Vp8 => "vp8",
+            Self::Vp9 => "vp9",
+            Self::H264 => "h264",
+            Self::Av1 => "av1",
+            Self::Other => "",
+        }
+    }
+
     /// Whether this is a video codec (switches wait for keyframes).
     pub fn is_video(self) -> bool {
         matches!(self, Self::Vp8 | Self::Vp9 | Self::H264 | Self::Av1)

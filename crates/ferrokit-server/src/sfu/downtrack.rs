@@ -64,12 +64,19 @@ pub struct Downtrack {
     ts_offset: u32,
     last_out: Option<(u64, u32, Instant)>,
     keyframe_wanted: Option<u8>,
+    /// Disabled by the subscriber (`track_setting.disabled`).
     paused: bool,
+    /// Highest layer the subscriber's bandwidth allows; None: not even
+    /// the lowest (the stream is paused for bandwidth).
+    bandwidth_cap: Option<u8>,
+    /// When the subscriber last started wanting media (creation or
+    /// resume): a feed is only dry after [`LAYER_TIMEOUT`] from here.
+    wanted_since: Instant,
 }
 
 impl Downtrack {
-    /// A downtrack for a video (`video == true`) or audio track.
-    pub fn new(video: bool) -> Self {
+    /// A downtrack for a video (`video == true`) or audio track, created at `now`.
+    pub fn new(video: bool, now: Instant) -> Self {
         Self {
             video,
             max_layer: (MAX_LAYERS - 1) as u8,
@@ -81,6 +88,8 @@ impl Downtrack {
             last_out: None,
             keyframe_wanted: None,
             paused: false,
+            bandwidth_cap: Some((MAX_LAYERS - 1) as u8),
+            wanted_since: now,
         }
     }
 
@@ -89,13 +98,62 @@ impl Downtrack {
         self.max_layer = layer.min((MAX_LAYERS - 1) as u8);
     }
 
-    /// Stops (true) or resumes (false) forwarding, e.g. `track_setting.disabled`.
-    /// Resuming waits for a keyframe.
-    pub fn set_paused(&mut self, paused: bool) {
+    /// Stops (true) or resumes (false) forwarding at `now`, e.g.
+    /// `track_setting.disabled`. Resuming waits for a keyframe.
+    pub fn set_paused(&mut self, paused: bool, now: Instant) {
         if self.paused && !paused {
             self.current = None;
+            self.wanted_since = now;
         }
         self.paused = paused;
+    }
+
+    /// Highest layer the subscriber wants (0 = LOW .. 2 = HIGH).
+    pub fn max_layer(&self) -> u8 {
+        self.max_layer
+    }
+
+    /// Whether the subscriber disabled this downtrack.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Caps the layer to what the subscriber's bandwidth allows (None: no
+    /// layer fits, nothing is forwarded). Resuming waits for a keyframe.
+    pub fn set_bandwidth_cap(&mut self, cap: Option<u8>, now: Instant) {
+        if self.bandwidth_cap.is_none() && cap.is_some() {
+            self.current = None;
+            self.wanted_since = now;
+        }
+        self.bandwidth_cap = cap.map(|c| c.min((MAX_LAYERS - 1) as u8));
+    }
+
+    /// The layer cap from bandwidth (see [`Downtrack::set_bandwidth_cap`]).
+    pub fn bandwidth_cap(&self) -> Option<u8> {
+        self.bandwidth_cap
+    }
+
+    /// Whether no layer had a packet for [`LAYER_TIMEOUT`] since the
+    /// subscriber last started wanting media: the publisher stopped
+    /// sending (or was told to).
+    pub fn feed_dry(&self, now: Instant) -> bool {
+        let last = self
+            .layer_seen
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .map_or(self.wanted_since, |t| t.max(self.wanted_since));
+        now.saturating_duration_since(last) >= LAYER_TIMEOUT
+    }
+
+    /// Layers that had a packet within [`LAYER_TIMEOUT`], lowest first.
+    pub fn live_layers(&self, now: Instant) -> impl Iterator<Item = u8> + '_ {
+        (0..MAX_LAYERS)
+            .filter(move |&l| {
+                self.layer_seen[l].is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT)
+            })
+            .map(|l| l as u8)
     }
 
     /// The layer being forwarded, if any.
@@ -113,7 +171,8 @@ impl Downtrack {
         let live = |l: usize| {
             self.layer_seen[l].is_some_and(|t| now.saturating_duration_since(t) < LAYER_TIMEOUT)
         };
-        (0..=usize::from(self.max_layer))
+        let max = self.max_layer.min(self.bandwidth_cap?);
+        (0..=usize::from(max))
             .rev()
             .find(|&l| live(l))
             .or_else(|| (0..MAX_LAYERS).find(|&l| live(l)))
@@ -124,7 +183,7 @@ impl Downtrack {
     pub fn on_packet(&mut self, p: &ForwardPacket, now: Instant) -> Option<Forward> {
         let layer = usize::from(p.layer).min(MAX_LAYERS - 1);
         self.layer_seen[layer] = Some(now);
-        if self.paused {
+        if self.paused || (self.video && self.bandwidth_cap.is_none()) {
             return None;
         }
         let target = self.target_layer(now)?;
@@ -190,7 +249,7 @@ mod tests {
     #[test]
     fn audio_forwards_from_first_packet_with_continuous_numbers() {
         let t0 = Instant::now();
-        let mut d = Downtrack::new(false);
+        let mut d = Downtrack::new(false, t0);
         let mut p = pkt(0, 5000, 1000, false, t0);
         p.codec = Codec::Opus;
         let a = d.on_packet(&p, t0).unwrap();
@@ -215,7 +274,7 @@ mod tests {
     #[test]
     fn video_waits_for_keyframe_and_asks_for_one() {
         let t0 = Instant::now();
-        let mut d = Downtrack::new(true);
+        let mut d = Downtrack::new(true, t0);
         assert!(d.on_packet(&pkt(0, 10, 0, false, t0), t0).is_none());
         assert_eq!(d.take_keyframe_request(), Some(0));
         assert_eq!(d.take_keyframe_request(), None);
@@ -228,7 +287,7 @@ mod tests {
     #[test]
     fn switches_up_at_keyframe_keeping_sequence_continuous() {
         let t0 = Instant::now();
-        let mut d = Downtrack::new(true);
+        let mut d = Downtrack::new(true, t0);
         let f = d.on_packet(&pkt(0, 100, 9000, true, t0), t0).unwrap();
         assert_eq!(f.seq, 1);
         // The high layer appears; low keeps flowing until its keyframe.
@@ -255,7 +314,7 @@ mod tests {
     #[test]
     fn falls_back_when_layer_stops_and_respects_max_layer() {
         let t0 = Instant::now();
-        let mut d = Downtrack::new(true);
+        let mut d = Downtrack::new(true, t0);
         d.on_packet(&pkt(1, 1, 0, false, t0), t0);
         d.on_packet(&pkt(0, 1, 0, true, t0), t0);
         d.on_packet(&pkt(1, 2, 0, true, t0), t0).unwrap();
@@ -272,13 +331,46 @@ mod tests {
     #[test]
     fn pause_and_resume_waits_for_keyframe() {
         let t0 = Instant::now();
-        let mut d = Downtrack::new(true);
+        let mut d = Downtrack::new(true, t0);
         d.on_packet(&pkt(0, 1, 0, true, t0), t0).unwrap();
-        d.set_paused(true);
+        d.set_paused(true, t0);
         assert!(d.on_packet(&pkt(0, 2, 0, true, t0), t0).is_none());
-        d.set_paused(false);
+        d.set_paused(false, t0);
         assert!(d.on_packet(&pkt(0, 3, 0, false, t0), t0).is_none());
         let f = d.on_packet(&pkt(0, 4, 0, true, t0), t0).unwrap();
         assert_eq!(f.seq, 2);
+    }
+
+    #[test]
+    fn feed_is_dry_after_timeout_counted_from_resume() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true, t0);
+        assert!(!d.feed_dry(t0 + LAYER_TIMEOUT / 2));
+        assert!(d.feed_dry(t0 + LAYER_TIMEOUT));
+        d.on_packet(&pkt(0, 1, 0, true, t0), t0 + LAYER_TIMEOUT);
+        assert!(!d.feed_dry(t0 + LAYER_TIMEOUT * 2 - Duration::from_millis(1)));
+        assert!(d.feed_dry(t0 + LAYER_TIMEOUT * 2));
+        // Resuming after a pause restarts the grace period.
+        d.set_paused(true, t0);
+        d.set_paused(false, t0 + LAYER_TIMEOUT * 3);
+        assert!(!d.feed_dry(t0 + LAYER_TIMEOUT * 3));
+        assert_eq!(d.live_layers(t0 + LAYER_TIMEOUT * 3).count(), 0);
+    }
+
+    #[test]
+    fn bandwidth_cap_limits_layer_and_pauses_at_none() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true, t0);
+        d.on_packet(&pkt(2, 1, 0, true, t0), t0).unwrap();
+        d.set_bandwidth_cap(Some(0), t0);
+        // Still on HIGH until LOW's keyframe.
+        assert!(d.on_packet(&pkt(0, 1, 0, false, t0), t0).is_none());
+        assert_eq!(d.take_keyframe_request(), Some(0));
+        assert!(d.on_packet(&pkt(0, 2, 0, true, t0), t0).is_some());
+        assert!(d.on_packet(&pkt(2, 2, 0, true, t0), t0).is_none());
+        d.set_bandwidth_cap(None, t0);
+        assert!(d.on_packet(&pkt(0, 3, 0, true, t0), t0).is_none());
+        d.set_bandwidth_cap(Some(2), t0);
+        assert_eq!(d.on_packet(&pkt(2, 3, 0, true, t0), t0).unwrap().seq, 3);
     }
 }

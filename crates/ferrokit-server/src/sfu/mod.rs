@@ -1,10 +1,14 @@
 //! Forwarding decisions, sans-IO: which packets a downtrack sends, and how
 //! their RTP headers are rewritten.
 
+pub mod allocation;
 pub mod audio_level;
 pub mod codec;
 pub mod downtrack;
+pub mod dynacast;
+pub mod quality;
 
 pub use audio_level::AudioLevelObserver;
 pub use codec::{is_keyframe, red_primary, Codec};
 pub use downtrack::{Downtrack, Forward, ForwardPacket};
+pub use dynacast::Dynacast;

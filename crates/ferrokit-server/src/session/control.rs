@@ -1,0 +1,247 @@
+//! The session's periodic control work, on its control tick: a
+//! publisher's speaking level and dynacast layers, a subscriber's stream
+//! states, and the participant's connection quality from str0m's stats.
+
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use proto::signal_response::Message as Msg;
+use str0m::stats::{MediaEgressStats, MediaIngressStats};
+
+use super::Session;
+use crate::sfu::allocation::{allocate, Demand};
+use crate::sfu::quality::QualityWindow;
+use crate::sfu::Codec;
+use str0m::bwe::Bitrate;
+
+/// Shortest connection-quality window: str0m reports stats every 5 s, so
+/// a window closes on the first control tick after a report once this
+/// much time passed.
+const QUALITY_WINDOW: Duration = Duration::from_secs(4);
+/// A window with no stats at all (no media) closes after this long.
+const QUALITY_WINDOW_MAX: Duration = Duration::from_secs(11);
+
+/// Least bitrate str0m is told we would like to send, so the estimate
+/// can grow before video starts.
+const MIN_DESIRED_BPS: u64 = 300_000;
+
+/// Connection quality measurement of one session.
+pub(super) struct QualityState {
+    window: QualityWindow,
+    reports: u32,
+    started: Instant,
+    /// Last cumulative packet count per incoming (mid, rid).
+    ingress_seen: std::collections::HashMap<(str0m::media::Mid, Option<str0m::media::Rid>), u64>,
+}
+
+impl QualityState {
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            window: QualityWindow::default(),
+            reports: 0,
+            started: now,
+            ingress_seen: Default::default(),
+        }
+    }
+}
+
+impl Session {
+    /// Publisher side: ends a speaker interval; the room hears the loudest
+    /// audio track's level when it changed.
+    pub(super) fn update_speaking(&mut self) {
+        let level = self
+            .incoming
+            .values_mut()
+            .filter_map(|i| i.level.take())
+            .reduce(f32::max);
+        let sid = self.sid.clone();
+        self.room.update(|r| ((), r.set_speaker_level(&sid, level)));
+    }
+
+    /// Publisher side: tells the client which layers of its video tracks
+    /// anyone wants (`subscribed_quality_update`), when that changed.
+    pub(super) fn update_dynacast(&mut self, now: Instant) {
+        let mut updates = Vec::new();
+        for inc in self.incoming.values_mut() {
+            let Some(max_layer) = inc.dynacast.as_mut().and_then(|d| d.poll(now)) else {
+                continue;
+            };
+            let codec = match (inc.codec, &inc.wanted_codec) {
+                (Some(c), _) => c.client_name(),
+                (None, Some(mime)) => Codec::from_name(mime).client_name(),
+                (None, None) => Codec::Vp8.client_name(),
+            };
+            tracing::debug!(participant = %self.sid, track = %inc.track_sid, ?max_layer, "dynacast");
+            updates.push(crate::sfu::dynacast::subscribed_quality_update(
+                &inc.track_sid,
+                codec,
+                max_layer,
+            ));
+        }
+        for u in updates {
+            self.send(Msg::SubscribedQualityUpdate(u));
+        }
+    }
+
+    /// Subscriber side: tells the client which video streams are paused
+    /// while it wants them (the publisher stopped sending, or no layer
+    /// fits the bandwidth) and which resumed (`stream_state_update`).
+    /// Streams the subscriber disabled, or the publisher muted, are not
+    /// reported (LiveKit calls them inactive, not paused).
+    pub(super) fn update_stream_states(&mut self, now: Instant) {
+        let mut states = Vec::new();
+        for (track_sid, sub) in &mut self.subscribed {
+            if !sub.video || !sub.active || sub.dt.is_paused() || sub.track.muted {
+                continue;
+            }
+            let paused = sub.dt.bandwidth_cap().is_none() || sub.dt.feed_dry(now);
+            if paused == sub.stream_paused {
+                continue;
+            }
+            sub.stream_paused = paused;
+            let state = if paused {
+                proto::StreamState::Paused
+            } else {
+                proto::StreamState::Active
+            };
+            tracing::debug!(participant = %self.sid, track = %track_sid, ?state, "stream state");
+            states.push(proto::StreamStateInfo {
+                participant_sid: sub.publisher.clone(),
+                track_sid: track_sid.clone(),
+                state: state as i32,
+            });
+        }
+        if !states.is_empty() {
+            self.send(Msg::StreamStateUpdate(proto::StreamStateUpdate {
+                stream_states: states,
+            }));
+        }
+    }
+
+    /// Both sides: keeps the mute state of subscribed (and, for its
+    /// own `update`, published) tracks from a participant `update` on its
+    /// way to the client.
+    pub(super) fn note_track_mutes(&mut self, update: &proto::ParticipantUpdate) {
+        for t in update.participants.iter().flat_map(|p| &p.tracks) {
+            if let Some(sub) = self.subscribed.get_mut(&t.sid) {
+                sub.track.muted = t.muted;
+            }
+            if let Some(inc) = self.incoming_track(&t.sid) {
+                inc.muted = t.muted;
+            }
+        }
+    }
+
+    /// Publisher side: str0m's report on one incoming stream (our receiver
+    /// reports' loss and jitter); counts whether it still flows.
+    pub(super) fn on_ingress_stats(&mut self, st: &MediaIngressStats) {
+        let Some(inc) = self.incoming.get(&st.mid) else {
+            return;
+        };
+        let video = inc.dynacast.is_some();
+        // A muted track, or a video track nobody wants (dynacast paused
+        // it), is expected to be silent.
+        let expected = !inc.muted && inc.dynacast.as_ref().is_none_or(|d| d.wanted().is_some());
+        let q = &mut self.quality;
+        let seen = q.ingress_seen.entry((st.mid, st.rid)).or_insert(0);
+        let new_packets = st.packets.saturating_sub(*seen);
+        *seen = st.packets;
+        q.reports += 1;
+        let clock_rate = if video { 90_000 } else { 48_000 };
+        if new_packets > 0 {
+            q.window.add(st.loss, Some(st.jitter), clock_rate, st.rtt);
+        }
+        if expected && (st.rid.is_none() || new_packets > 0) {
+            q.window.add_published(new_packets);
+        }
+    }
+
+    /// Subscriber side: str0m's report on one outgoing stream (the
+    /// client's receiver reports: loss, jitter, round-trip time).
+    pub(super) fn on_egress_stats(&mut self, st: &MediaEgressStats) {
+        let video = self
+            .subscribed
+            .values()
+            .find(|s| s.mid == Some(st.mid))
+            .map(|s| s.video);
+        let Some(video) = video else { return };
+        let clock_rate = if video { 90_000 } else { 48_000 };
+        let q = &mut self.quality;
+        q.reports += 1;
+        q.window.add(
+            st.loss,
+            st.remote.as_ref().map(|r| r.jitter),
+            clock_rate,
+            st.rtt,
+        );
+    }
+
+    /// Subscriber side: caps each video downtrack's layer to what the
+    /// bandwidth estimate carries after audio (see `sfu::allocation`), and
+    /// tells str0m what we would like to send so it probes for it.
+    pub(super) fn allocate_bandwidth(&mut self, now: Instant) {
+        let mut audio_bps = 0;
+        let mut desired_bps = 0;
+        let mut order = Vec::new();
+        let mut demands = Vec::new();
+        for (track_sid, sub) in &mut self.subscribed {
+            sub.rates.roll(now);
+            if !sub.video {
+                audio_bps += sub.rates.total();
+                continue;
+            }
+            if !sub.active || sub.dt.is_paused() {
+                continue;
+            }
+            let d = Demand {
+                max_layer: sub.dt.max_layer(),
+                rates: sub.rates.rates(),
+                current: sub.dt.bandwidth_cap(),
+            };
+            desired_bps += (0..=usize::from(d.max_layer))
+                .rev()
+                .map(|l| d.rates[l])
+                .find(|&r| r > 0)
+                .unwrap_or(0);
+            order.push(track_sid.clone());
+            demands.push(d);
+        }
+        desired_bps += audio_bps;
+        let Some(estimate) = self.bwe_bps else {
+            return;
+        };
+        let budget = estimate.saturating_sub(audio_bps);
+        let caps = allocate(budget, &demands);
+        for (track_sid, cap) in order.iter().zip(caps) {
+            if let Some(sub) = self.subscribed.get_mut(track_sid) {
+                if sub.dt.bandwidth_cap() != cap {
+                    tracing::debug!(participant = %self.sid, track = %track_sid, ?cap, estimate, "bandwidth cap");
+                }
+                sub.dt.set_bandwidth_cap(cap, now);
+            }
+        }
+        let pc = self.sub_pc();
+        if let Some(p) = self.pcs.get_mut(pc) {
+            let desired = Bitrate::bps(desired_bps.max(MIN_DESIRED_BPS));
+            p.rtc.bwe().set_bitrate(Bitrate::bps(0), desired);
+        }
+    }
+
+    /// Closes the connection-quality window when due and reports the
+    /// participant's quality to the room (which tells others on change).
+    pub(super) fn update_quality(&mut self, now: Instant) {
+        let q = &mut self.quality;
+        let age = now.saturating_duration_since(q.started);
+        if !(q.reports > 0 && age >= QUALITY_WINDOW || age >= QUALITY_WINDOW_MAX) {
+            return;
+        }
+        let window = std::mem::take(&mut q.window);
+        q.reports = 0;
+        q.started = now;
+        let (quality, score) = (window.quality(), window.score());
+        tracing::debug!(participant = %self.sid, ?quality, score, ?window, "connection quality");
+        let sid = self.sid.clone();
+        self.room
+            .update(|r| ((), r.set_connection_quality(&sid, quality, score)));
+    }
+}
