@@ -95,6 +95,7 @@ RECORDED_EVENTS = (
     "reconnecting",
     "reconnected",
     "active_speakers_changed",
+    "connection_quality_changed",
 )
 
 
