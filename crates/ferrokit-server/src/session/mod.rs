@@ -5,6 +5,7 @@
 
 mod control;
 mod media;
+mod negotiation;
 mod signal;
 
 use std::collections::HashMap;

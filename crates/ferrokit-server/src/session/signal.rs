@@ -222,12 +222,24 @@ impl Session {
                     muted: p.info.muted,
                     dynacast: (want == proto::TrackType::Video as i32).then(Default::default),
                     codec: None,
-                    wanted_codec: p
-                        .info
-                        .codecs
-                        .first()
-                        .map(|c| c.mime_type.clone())
-                        .filter(|m| !m.is_empty()),
+                    wanted_codec: if want == proto::TrackType::Audio as i32 {
+                        // RED (RFC 2198) first unless the client disabled
+                        // it, as livekit-server answers publishers.
+                        Some(
+                            if p.info.disable_red {
+                                "audio/opus"
+                            } else {
+                                "audio/red"
+                            }
+                            .into(),
+                        )
+                    } else {
+                        p.info
+                            .codecs
+                            .first()
+                            .map(|c| c.mime_type.clone())
+                            .filter(|m| !m.is_empty())
+                    },
                 },
             );
         }
