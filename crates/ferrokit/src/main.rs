@@ -1,7 +1,9 @@
 //! `ferrokit`: the command line. `ferrokit serve --dev` runs a LiveKit-
 //! compatible server on 127.0.0.1:7880 (HTTP/WebSocket) and UDP 7882;
-//! `ferrokit token create` and `ferrokit generate-keys` make credentials.
+//! `ferrokit token create` and `ferrokit generate-keys` make credentials;
+//! `ferrokit load-test` loads a server with synthetic participants.
 
+mod load_test;
 mod tools;
 
 use std::net::IpAddr;
@@ -33,6 +35,9 @@ enum Command {
     Token(TokenCommand),
     /// Print a new API key and secret.
     GenerateKeys,
+    /// Load a server with synthetic publishers and measuring subscribers
+    /// (like `lk load-test`).
+    LoadTest(load_test::LoadTestArgs),
 }
 
 #[derive(Subcommand)]
@@ -166,5 +171,6 @@ fn main() -> anyhow::Result<()> {
             println!("{}", tools::generate_keys());
             Ok(())
         }
+        Command::LoadTest(args) => load_test::run(args),
     }
 }
