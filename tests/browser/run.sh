@@ -13,7 +13,8 @@
 #
 # Environment: FERROKIT_BIN, CHROMIUM (default /usr/bin/chromium),
 # RUST_LOG (server log filter, default info), LK_LOG_LEVEL (SDK log level in
-# the pages, default debug), FK_STRICT=1 (known failures are failures, not TODO).
+# the pages, default debug), FK_STRICT=1 (known failures are failures, not TODO),
+# FK_NO_NETNS=1 (skip loss.test.mjs, which needs root for ip netns and nft).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,6 +36,13 @@ if [ ! -x "$CHROMIUM" ]; then
     echo "run.sh: $CHROMIUM missing, installing Debian's chromium" >&2
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+fi
+
+# loss.test.mjs filters packets with nftables in a network namespace
+if [ "${FK_NO_NETNS:-}" != 1 ] && ! { command -v nft && command -v ip; } >/dev/null; then
+    echo "run.sh: nft or ip missing, installing Debian's nftables and iproute2" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables iproute2
 fi
 
 if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then

@@ -27,6 +27,7 @@ const FILES = {
   '/': [join(HERE, 'page/index.html'), 'text/html'],
   '/index.html': [join(HERE, 'page/index.html'), 'text/html'],
   '/page.js': [join(HERE, 'page/page.js'), 'text/javascript'],
+  '/av.js': [join(HERE, 'page/av.js'), 'text/javascript'],
   '/livekit-client.umd.js': [join(HERE, 'node_modules/livekit-client/dist/livekit-client.umd.js'), 'text/javascript'],
   '/livekit-client.umd.js.map': [join(HERE, 'node_modules/livekit-client/dist/livekit-client.umd.js.map'), 'application/json'],
 };
@@ -54,7 +55,9 @@ export async function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_FLAGS,
+    // FK_CHROMIUM_ARGS: extra flags for debugging, e.g. WebRTC logging:
+    // "--enable-logging=stderr --vmodule=rtp_vp8_ref_finder=5" (with DEBUG=pw:browser)
+    args: [...CHROMIUM_FLAGS, ...(process.env.FK_CHROMIUM_ARGS || '').split(' ').filter(Boolean)],
     timeout: 30_000,
   });
 }
@@ -84,7 +87,7 @@ export class TestPage {
     const page = await context.newPage();
     const tp = new TestPage(name, page, context);
     await page.goto(staticUrl, { timeout: 15_000 });
-    await page.waitForFunction(() => window.fk && window.LivekitClient, null, { timeout: 15_000 });
+    await page.waitForFunction(() => window.fk && window.fk.frames && window.LivekitClient, null, { timeout: 15_000 });
     return tp;
   }
 

@@ -9,9 +9,10 @@ import { token, roomName } from './token.mjs';
 export { waitFor, token, roomName };
 
 export class Harness {
-  constructor(name) {
+  /** `opts.server`: options for FerrokitServer (e.g. { udpPort }). */
+  constructor(name, opts = {}) {
     this.name = name;
-    this.server = new FerrokitServer(name);
+    this.server = new FerrokitServer(name, opts.server);
     this.pages = [];
   }
 

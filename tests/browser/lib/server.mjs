@@ -66,8 +66,10 @@ export async function waitFor(what, fn, { ms = 20_000, every = 250 } = {}) {
 }
 
 export class FerrokitServer {
-  constructor(name) {
+  /** `udpPort`: fixed media port (e.g. for a packet filter); default: a free one. */
+  constructor(name, { udpPort } = {}) {
     this.name = name;
+    this.fixedUdpPort = udpPort;
     this.proc = null;
     this.exit = null; // { code, signal } once exited
   }
@@ -86,7 +88,8 @@ export class FerrokitServer {
       throw new Error(`server binary not found or not executable: ${bin} (set FERROKIT_BIN)`);
     }
     const port = await freeTcpPort();
-    const udpPort = await freeUdpPort();
+    const udpPort = this.fixedUdpPort || await freeUdpPort();
+    this.udpPort = udpPort;
     this.httpUrl = `http://127.0.0.1:${port}`;
     this.wsUrl = `ws://127.0.0.1:${port}`;
     mkdirSync(LOG_DIR, { recursive: true });

@@ -7,6 +7,9 @@
   const events = [];
   let room = null;
   const received = [];
+  // performance.now() of moments the tests time against (connect start,
+  // TrackSubscribed per track sid, ...); see also page/av.js
+  const marks = {};
 
   function ev(name, detail) {
     const e = { t: +((performance.now() - t0) / 1000).toFixed(2), name, ...(detail || {}) };
@@ -91,6 +94,9 @@
           encoderImplementation: s.encoderImplementation, decoderImplementation: s.decoderImplementation,
           availableOutgoingBitrate: s.availableOutgoingBitrate, currentRoundTripTime: s.currentRoundTripTime,
           codecId: s.codecId,
+          framesDropped: s.framesDropped, freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived, retransmittedPacketsSent: s.retransmittedPacketsSent,
+          jitter: s.jitter,
         });
       }
       if (s.type === 'codec') out.push({ type: 'codec', id: s.id, mimeType: s.mimeType, payloadType: s.payloadType });
@@ -123,8 +129,10 @@
         .on(RE.ParticipantDisconnected, (p) => ev('ParticipantDisconnected', { identity: p.identity }))
         .on(RE.TrackPublished, (pub, p) => ev('TrackPublished', { sid: pub.trackSid, kind: pub.kind, from: p.identity }))
         .on(RE.TrackSubscribed, (track, pub, p) => {
+          marks[`subscribed:${pub.trackSid}`] = performance.now();
           ev('TrackSubscribed', { sid: pub.trackSid, kind: track.kind, from: p.identity });
           const el = track.attach();
+          if (track.kind === 'video' && window.fkWatchFrames) window.fkWatchFrames(el, pub.trackSid);
           el.muted = track.kind === 'video';
           el.id = `el-${pub.trackSid}`;
           document.getElementById('media').appendChild(el);
@@ -147,7 +155,9 @@
           received.push({ text, from: p && p.identity, kind, topic });
           ev('DataReceived', { text, from: p && p.identity, kind, topic });
         });
+      marks.connectStart = performance.now();
       await room.connect(url, token, { autoSubscribe: opts.autoSubscribe !== false });
+      marks.connected = performance.now();
       const si = room.engine && room.engine.latestJoinResponse && room.engine.latestJoinResponse.serverInfo;
       return {
         sid: room.localParticipant.sid,
@@ -171,6 +181,7 @@
         simulcast: opts.simulcast !== false,
         videoCodec: opts.videoCodec || 'vp8',
         source: LK.Track.Source.Camera,
+        ...(opts.degradationPreference ? { degradationPreference: opts.degradationPreference } : {}),
       });
       const apub = audio && await room.localParticipant.publishTrack(audio, { source: LK.Track.Source.Microphone, red: opts.red !== false, dtx: opts.dtx !== false });
       return { video: vpub.trackSid, audio: apub && apub.trackSid, captured: { width: s.width, height: s.height } };
@@ -250,6 +261,9 @@
       room.registerRpcMethod('echo', async (d) => `echo:${d.payload}`);
     },
     events() { return events; },
+    marks() { return marks; },
+    /** The livekit Room (for page/av.js). */
+    room() { return room; },
     state() { return room ? room.state : 'none'; },
 
     async disconnect() {
