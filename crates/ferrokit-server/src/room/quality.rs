@@ -34,18 +34,10 @@ impl Room {
         if !changed {
             return Vec::new();
         }
-        let tracks: Vec<String> = p.info.tracks.iter().map(|t| t.sid.clone()).collect();
         let msg = Msg::ConnectionQuality(proto::ConnectionQualityUpdate {
             updates: vec![info],
         });
-        self.participants
-            .iter()
-            .filter(|o| o.sid() == sid || tracks.iter().any(|t| o.subscriptions.contains(t)))
-            .map(|o| Output::Signal {
-                to: o.sid().to_string(),
-                msg: msg.clone(),
-            })
-            .collect()
+        self.to_self_and_subscribers(sid, msg)
     }
 
     /// `publisher`'s last quality, for a participant that just subscribed

@@ -26,18 +26,10 @@ impl Room {
             level: level.unwrap_or(0.0),
             active: level.is_some(),
         };
-        let tracks: Vec<String> = p.info.tracks.iter().map(|t| t.sid.clone()).collect();
         let msg = Msg::SpeakersChanged(proto::SpeakersChanged {
             speakers: vec![speaker],
         });
-        self.participants
-            .iter()
-            .filter(|o| o.sid() == sid || tracks.iter().any(|t| o.subscriptions.contains(t)))
-            .map(|o| Output::Signal {
-                to: o.sid().to_string(),
-                msg: msg.clone(),
-            })
-            .collect()
+        self.to_self_and_subscribers(sid, msg)
     }
 }
 

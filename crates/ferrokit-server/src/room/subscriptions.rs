@@ -168,4 +168,21 @@ impl Room {
         }
         out
     }
+
+    /// `msg` for `sid` itself and for every participant subscribed to one
+    /// of its tracks (speakers, connection quality).
+    pub(super) fn to_self_and_subscribers(&self, sid: &str, msg: Msg) -> Vec<Output> {
+        let Some(p) = self.participant(sid) else {
+            return Vec::new();
+        };
+        let tracks: Vec<&str> = p.info.tracks.iter().map(|t| t.sid.as_str()).collect();
+        self.participants
+            .iter()
+            .filter(|o| o.sid() == sid || tracks.iter().any(|t| o.subscriptions.contains(*t)))
+            .map(|o| Output::Signal {
+                to: o.sid().to_string(),
+                msg: msg.clone(),
+            })
+            .collect()
+    }
 }
