@@ -63,6 +63,11 @@ impl Session {
     pub(super) fn update_dynacast(&mut self, now: Instant) {
         let mut updates = Vec::new();
         for inc in self.incoming.values_mut() {
+            // Until media flows the client may not have its sender yet and
+            // would drop the update (livekit-client's setPublishingLayers).
+            if !inc.started {
+                continue;
+            }
             let Some(max_layer) = inc.dynacast.as_mut().and_then(|d| d.poll(now)) else {
                 continue;
             };
