@@ -185,6 +185,11 @@ impl Session {
     /// bandwidth estimate carries after audio (see `sfu::allocation`), and
     /// tells str0m what we would like to send so it probes for it.
     pub(super) fn allocate_bandwidth(&mut self, now: Instant) {
+        // No estimate (str0m's BWE is off, or no feedback yet): nothing to
+        // cap, so skip the per-track bookkeeping.
+        let Some(estimate) = self.bwe_bps else {
+            return;
+        };
         let mut audio_bps = 0;
         let mut desired_bps = 0;
         let mut order = Vec::new();
@@ -212,9 +217,6 @@ impl Session {
             demands.push(d);
         }
         desired_bps += audio_bps;
-        let Some(estimate) = self.bwe_bps else {
-            return;
-        };
         let budget = estimate.saturating_sub(audio_bps);
         let caps = allocate(budget, &demands);
         for (track_sid, cap) in order.iter().zip(caps) {
