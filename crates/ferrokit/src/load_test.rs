@@ -36,9 +36,12 @@ pub struct LoadTestArgs {
         hide_default_value = true
     )]
     pub api_secret: String,
-    /// Room to load.
+    /// Room to load (with `--rooms N > 1`, rooms `<room>-0` .. `<room>-<N-1>`).
     #[arg(long, default_value = "load-test")]
     pub room: String,
+    /// Rooms, each with the given publishers and subscribers.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
     /// Participants publishing one synthetic Opus track each.
     #[arg(long, default_value_t = 0)]
     pub audio_publishers: usize,
@@ -80,7 +83,7 @@ struct Joined {
     join: Duration,
 }
 
-fn token(args: &LoadTestArgs, identity: &str, role: Role) -> anyhow::Result<String> {
+fn token(args: &LoadTestArgs, room: &str, identity: &str, role: Role) -> anyhow::Result<String> {
     let mut grants = Vec::new();
     if role == Role::Subscriber {
         grants.push("can_publish=false".to_string());
@@ -91,7 +94,7 @@ fn token(args: &LoadTestArgs, identity: &str, role: Role) -> anyhow::Result<Stri
         sub: identity.to_string(),
         nbf: now.saturating_sub(5),
         exp: now + 3600 + args.duration as u64,
-        video: crate::tools::grant_from(&args.room, &grants)?,
+        video: crate::tools::grant_from(room, &grants)?,
         ..Default::default()
     };
     Ok(sign(&claims, &args.api_secret)?)
@@ -99,11 +102,12 @@ fn token(args: &LoadTestArgs, identity: &str, role: Role) -> anyhow::Result<Stri
 
 async fn join(
     args: Arc<LoadTestArgs>,
+    room: String,
     identity: String,
     role: Role,
     gate: Arc<Semaphore>,
 ) -> anyhow::Result<Joined> {
-    let token = token(&args, &identity, role)?;
+    let token = token(&args, &room, &identity, role)?;
     let _permit = gate.acquire_owned().await?;
     let options = RoomOptions {
         auto_subscribe: role == Role::Subscriber,
@@ -142,6 +146,9 @@ pub fn run(args: LoadTestArgs) -> anyhow::Result<()> {
     if args.audio_publishers + args.video_publishers + args.subscribers == 0 {
         bail!("nothing to do: give --audio-publishers, --video-publishers or --subscribers");
     }
+    if args.rooms == 0 {
+        bail!("--rooms must be at least 1");
+    }
     if !(args.duration.is_finite() && args.duration >= 0.0) {
         bail!("--duration must be a number of seconds");
     }
@@ -153,16 +160,24 @@ async fn run_async(args: Arc<LoadTestArgs>) -> anyhow::Result<()> {
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.join_concurrency.max(1)));
     let mut roles = Vec::new();
-    roles.extend(
-        (0..args.audio_publishers).map(|i| (format!("audio-pub-{i}"), Role::AudioPublisher)),
-    );
-    roles.extend(
-        (0..args.video_publishers).map(|i| (format!("video-pub-{i}"), Role::VideoPublisher)),
-    );
-    roles.extend((0..args.subscribers).map(|i| (format!("sub-{i}"), Role::Subscriber)));
+    for r in 0..args.rooms {
+        let room = if args.rooms == 1 {
+            args.room.clone()
+        } else {
+            format!("{}-{r}", args.room)
+        };
+        let mut add = |n: usize, prefix: &str, role: Role| {
+            roles.extend((0..n).map(|i| (room.clone(), format!("{prefix}-{i}"), role)));
+        };
+        add(args.audio_publishers, "audio-pub", Role::AudioPublisher);
+        add(args.video_publishers, "video-pub", Role::VideoPublisher);
+        add(args.subscribers, "sub", Role::Subscriber);
+    }
     let tasks: Vec<_> = roles
         .into_iter()
-        .map(|(identity, role)| tokio::spawn(join(args.clone(), identity, role, gate.clone())))
+        .map(|(room, identity, role)| {
+            tokio::spawn(join(args.clone(), room, identity, role, gate.clone()))
+        })
         .collect();
     let mut joined = Vec::new();
     let mut errors = Vec::new();
@@ -183,7 +198,11 @@ async fn run_async(args: Arc<LoadTestArgs>) -> anyhow::Result<()> {
             args.duration
         );
     }
+    // Markers on stderr let a benchmark driver sample the server's CPU
+    // time and counters around the measurement window only.
+    eprintln!("ferrokit-load-test: measure-start");
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    eprintln!("ferrokit-load-test: measure-end");
     let mut stats = Vec::new();
     for j in &joined {
         let s = if j.role == Role::Subscriber {
@@ -244,7 +263,8 @@ impl Report {
             subscribers_connected: subs.len(),
             failed: errors.len(),
             first_error: errors.first().cloned(),
-            tracks_expected: subs.len() * publishers_connected,
+            // Every subscriber receives the publishers of its own room.
+            tracks_expected: subs.len() * publishers_connected / args.rooms.max(1),
             tracks_received: 0,
             packets_received: 0,
             packets_expected: 0,

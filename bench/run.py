@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Load benchmarks: ferrokit's own CPU time and memory while `ferrokit load-test` drives it.
+
+For each scenario this starts a fresh release server (`ferrokit serve --dev`
+with a Prometheus port), runs `ferrokit load-test --json` against it, and
+samples the server around the load test's measurement window (the load test
+marks it on stderr):
+
+  - CPU: utime + stime of the server process from /proc/<pid>/stat;
+  - packets forwarded: the server's `packet_out` counter from /metrics;
+  - RSS: VmRSS from /proc/<pid>/status at the end of the window, minus the
+    idle server's RSS, divided by the participants.
+
+CPU per forwarded packet = server CPU seconds in the window / packets sent to
+subscribers in the window. Loss, latency and join times come from the load
+test's subscribers (whole run).
+
+Usage (from the repository root; builds release binaries first):
+  python3 bench/run.py                      # every scenario
+  python3 bench/run.py audio-200 video-10   # some
+  python3 bench/run.py --list
+Results: a table on stdout and bench/results/<date>-<scenario set>.json.
+Only the Python standard library is used.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "ferrokit")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# name: (load-test arguments, participants per run, description)
+SCENARIOS = {
+    "audio-50": (["--audio-publishers", "1", "--subscribers", "50"], 51,
+                 "1 audio publisher -> 50 subscribers"),
+    "audio-200": (["--audio-publishers", "1", "--subscribers", "200"], 201,
+                  "1 audio publisher -> 200 subscribers"),
+    "audio-500": (["--audio-publishers", "1", "--subscribers", "500"], 501,
+                  "1 audio publisher -> 500 subscribers"),
+    "video-10": (["--video-publishers", "1", "--subscribers", "10"], 11,
+                 "1 simulcast video publisher (3 layers) -> 10 subscribers"),
+    "video-50": (["--video-publishers", "1", "--subscribers", "50"], 51,
+                 "1 simulcast video publisher (3 layers) -> 50 subscribers"),
+    "rooms-20x5": (["--rooms", "20", "--audio-publishers", "1", "--video-publishers", "1",
+                    "--subscribers", "3"], 100,
+                   "20 rooms x 5 participants (1 audio + 1 video publisher, 3 subscribers)"),
+    "join-storm": (["--audio-publishers", "1", "--subscribers", "200",
+                    "--join-concurrency", "200"], 201,
+                   "200 subscribers join at once (all in flight), then 1 audio -> 200"),
+}
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """(user, system) CPU seconds of the process, all threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the parenthesised command name; utime and stime are
+        # fields 14 and 15 (1-based) of proc(5).
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def packets_out(metrics_url):
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^\S*packet_out_total(?:\{[^}]*\})? (\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def wait_http(port, deadline):
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def sample(pid, metrics_url):
+    return {"t": time.monotonic(), "cpu": cpu_seconds(pid), "rss": rss_bytes(pid),
+            "out": packets_out(metrics_url)}
+
+
+def run_scenario(name, duration, dual_pc):
+    args, participants, _ = SCENARIOS[name]
+    http_port, udp_port, prom_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
+        cfg.write(f"prometheus_port: {prom_port}\n")
+    log = open(os.path.join(tempfile.gettempdir(), f"ferrokit-bench-{name}.log"), "w")
+    server = subprocess.Popen(
+        [BIN, "serve", "--dev", "--config", cfg.name, "--port", str(http_port),
+         "--udp-port", str(udp_port)],
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+    metrics_url = f"http://127.0.0.1:{prom_port}/metrics"
+    try:
+        if not wait_http(http_port, time.monotonic() + 10) or not wait_http(
+                prom_port, time.monotonic() + 5):
+            raise RuntimeError(f"server did not start; see {log.name}")
+        idle_rss = rss_bytes(server.pid)
+        cmd = [BIN, "load-test", "--url", f"ws://127.0.0.1:{http_port}", "--room", name,
+               "--duration", str(duration), "--json", *args]
+        if dual_pc:
+            cmd.append("--dual-pc")
+        lt = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        marks = {}
+        stderr_tail = []
+
+        def read_stderr():
+            for line in lt.stderr:
+                if "measure-start" in line:
+                    marks["start"] = sample(server.pid, metrics_url)
+                elif "measure-end" in line:
+                    marks["end"] = sample(server.pid, metrics_url)
+                else:
+                    stderr_tail.append(line)
+                    del stderr_tail[:-20]
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        killer = threading.Timer(duration + 300, lt.kill)
+        killer.start()
+        out = lt.stdout.read()
+        lt.wait()
+        killer.cancel()
+        reader.join(timeout=10)
+        if lt.returncode != 0 or "start" not in marks or "end" not in marks:
+            raise RuntimeError(f"{name}: load-test failed ({lt.returncode}): "
+                               + "".join(stderr_tail[-5:]))
+        report = json.loads(out.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        os.unlink(cfg.name)
+    s, e = marks["start"], marks["end"]
+    window = e["t"] - s["t"]
+    user = e["cpu"][0] - s["cpu"][0]
+    system = e["cpu"][1] - s["cpu"][1]
+    cpu = user + system
+    fwd = e["out"] - s["out"]
+    return {
+        "scenario": name,
+        "mode": "dual-pc" if dual_pc else "single-pc",
+        "participants": participants,
+        "window_s": round(window, 2),
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_pct": round(100 * cpu / window, 1) if window > 0 else None,
+        "packets_forwarded": fwd,
+        "packets_per_s": round(fwd / window) if window > 0 else None,
+        "cpu_us_per_packet": round(cpu * 1e6 / fwd, 2) if fwd else None,
+        "user_us_per_packet": round(user * 1e6 / fwd, 2) if fwd else None,
+        "sys_us_per_packet": round(system * 1e6 / fwd, 2) if fwd else None,
+        "rss_mb": round(e["rss"] / 2**20, 1),
+        "rss_kb_per_participant": round((e["rss"] - idle_rss) / 1024 / participants, 1),
+        "loss_pct": report.get("packet_loss_pct"),
+        "latency_ms_p50": report.get("latency_ms_p50"),
+        "latency_ms_p99": report.get("latency_ms_p99"),
+        "join_ms_p50": report.get("join_ms_p50"),
+        "join_ms_p99": report.get("join_ms_p99"),
+        "subscribers_connected": report.get("subscribers_connected"),
+        "joins_failed": report.get("joins_failed"),
+        "load_test": report,
+    }
+
+
+COLUMNS = [("scenario", "scenario", 12), ("cpu_us_per_packet", "us/pkt", 8),
+           ("user_us_per_packet", "user", 6), ("sys_us_per_packet", "sys", 6),
+           ("packets_per_s", "pkt/s", 8), ("server_cpu_pct", "cpu%", 6),
+           ("loss_pct", "loss%", 7), ("latency_ms_p50", "lat p50", 8),
+           ("latency_ms_p99", "lat p99", 8), ("join_ms_p50", "join p50", 9),
+           ("join_ms_p99", "join p99", 9), ("rss_kb_per_participant", "KB/part", 8),
+           ("subscribers_connected", "subs", 5)]
+
+
+def table(results):
+    lines = [" ".join(f"{h:>{w}}" for _, h, w in COLUMNS)]
+    for r in results:
+        cells = []
+        for key, _, w in COLUMNS:
+            v = r.get(key)
+            if isinstance(v, float):
+                v = round(v, 2)
+            cells.append(f"{'-' if v is None else v:>{w}}")
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(),
+            "commit": commit, "note": "server and load generator share the machine"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenarios", nargs="*", help="default: all")
+    ap.add_argument("--duration", type=float, default=15, help="measurement seconds")
+    ap.add_argument("--dual-pc", action="store_true", help="two peer connections")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--out", help="JSON path (default bench/results/<date>-<names>.json)")
+    a = ap.parse_args()
+    if a.list:
+        for k, (_, _, d) in SCENARIOS.items():
+            print(f"{k:12} {d}")
+        return 0
+    names = a.scenarios or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s): {', '.join(unknown)} (see --list)")
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "ferrokit"], cwd=ROOT, check=True)
+    results, failed = [], []
+    for n in names:
+        print(f"running {n}: {SCENARIOS[n][2]} ...", file=sys.stderr, flush=True)
+        try:
+            results.append(run_scenario(n, a.duration, a.dual_pc))
+        except RuntimeError as e:
+            print(f"  failed: {e}", file=sys.stderr)
+            failed.append(n)
+    print(table(results))
+    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(), "duration_s": a.duration, "results": results,
+           "failed": failed}
+    out = a.out or os.path.join(
+        ROOT, "bench", "results",
+        f"{datetime.date.today()}-{'all' if not a.scenarios else '+'.join(names)}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {os.path.relpath(out, ROOT)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
