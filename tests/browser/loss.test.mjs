@@ -16,51 +16,74 @@ import { LossNetns, netnsUnavailable } from './lib/netns.mjs';
 const LOSS_PERCENT = 5;
 const WINDOW_S = 20;
 const UDP_PORT = 41000; // the namespace is private: any port is free
-// The fake camera at 640x360 gives 20 fps here, ~19 fps under 5% loss
-// (~16 with one 3 s freeze, see STALL_TODO).
+// The fake camera at 640x360 gives 20 fps here, ~19 fps under 5% loss.
 const MIN_FPS = 12;
 const MIN_FPS_ANY_SECOND = 5; // no stall of about a second or longer
+// The FINDINGS.md 8 scenario: the subscriber alternates LOW and HIGH every
+// SWITCH_S seconds under the same loss, so the server switches simulcast
+// layers (q 320x180 <-> h 640x360) about WINDOW_S / SWITCH_S times. Before
+// the VP8 PictureID munging (sfu/vp8.rs), decoding stopped after some
+// switches until the next keyframe.
+const SWITCH_S = 3;
 const SKIP = process.env.FK_NO_NETNS === '1' && 'FK_NO_NETNS=1: network namespace tests disabled';
-// Known problems, tolerated unless FK_STRICT=1 (see FINDINGS.md 8):
-// in some runs (dual PC mostly) the subscriber stops decoding for ~3 s right
-// after a bandwidth-driven layer switch, until Chrome's own keyframe timeout.
-const STALL_TODO = !process.env.FK_STRICT && 'FINDINGS.md 8: ~3 s freeze after a layer switch under loss (intermittent)';
+// Known problem, tolerated unless FK_STRICT=1 (FINDINGS.md 8, "Left open"):
+// with the VP8 munging, the switch scenario below no longer stalls, but 1 plain
+// run in 12 still had a ~3 s stall (single PC, after a burst of ~50
+// retransmissions the receiver had not NACKed).
+const STALL_TODO = !process.env.FK_STRICT && 'FINDINGS.md 8: rare ~3 s stall under loss without a requested switch';
 // The server evaluates connection quality every 5 s; under 5% loss a 5 s
 // window is sometimes still judged excellent.
 const QUALITY_TODO = !process.env.FK_STRICT && 'FINDINGS.md 6: quality under loss is noisy (tolerated unless FK_STRICT=1)';
+
+/** Runs lib/loss-run.mjs in a fresh lossy namespace; returns its RESULT
+ *  with the filter's counters, and prints it as FIGURES. */
+async function lossRun(test, mode, switchS) {
+  const why = netnsUnavailable();
+  if (why) throw new Error(`cannot create the lossy network namespace: ${why}. Set FK_NO_NETNS=1 to skip.`);
+  const ns = new LossNetns(mode, UDP_PORT, LOSS_PERCENT);
+  try {
+    ns.create();
+    const run = await ns.exec(
+      [process.execPath, join(HERE, 'lib/loss-run.mjs'), mode, String(UDP_PORT), String(WINDOW_S), String(switchS)],
+      { env: process.env, ms: 200_000 },
+    );
+    const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+    if (run.code !== 0 || !line) {
+      throw new Error(`loss-run.mjs exited ${run.code ?? run.signal}:\n${run.stderr.slice(-6000)}`);
+    }
+    const result = JSON.parse(line.slice('RESULT '.length));
+    const c = ns.counters();
+    result.filter = { ...c, dropped_pct: +(100 * c.dropped / Math.max(1, c.all)).toFixed(2) };
+    figures({
+      test, mode, loss_pct: LOSS_PERCENT, fps_under_loss: +result.fps.toFixed(1),
+      min_fps_1s: Math.min(...result.per_second), size: result.size, nacks: result.nacks, plis: result.plis,
+      retransmitted: result.retransmitted_received, packets_lost: result.packets_lost,
+      frames_dropped: result.frames_dropped, freeze_count: result.freeze_count, freezes_s: result.freezes_s,
+      window: result.window, filter: result.filter, sub_quality: result.sub_quality, timeline: result.timeline,
+      window_start_t: result.window_start_t, frame_changes: result.frame_changes, switches: result.switches,
+      stream_states: result.stream_states,
+    });
+    return result;
+  } finally {
+    ns.destroy();
+  }
+}
+
+/** A second with fewer than MIN_FPS_ANY_SECOND frames fails, with the timeline. */
+function assertNoStall(result) {
+  assert.ok(result, 'no result: the loss test above failed');
+  assert.ok(Math.min(...result.per_second) >= MIN_FPS_ANY_SECOND,
+    `a second with fewer than ${MIN_FPS_ANY_SECOND} frames; per second frames/lost/nacks/retransmitted/plis/freezes: `
+    + `${result.timeline}; frame sizes (page s:WxH#frame): ${result.frame_changes.join(' ')}; `
+    + `switches asked (page s:quality): ${(result.switches || []).join(' ')}; window from ${result.window_start_t} s`);
+}
 
 describe(`video under ${LOSS_PERCENT}% server->client packet loss`, () => {
   for (const [mode] of MODES) {
     let result = null;
 
     it(`subscriber keeps decoding, NACKs are answered (${mode} PC)`, { skip: SKIP, timeout: 240_000 }, async () => {
-      const why = netnsUnavailable();
-      if (why) throw new Error(`cannot create the lossy network namespace: ${why}. Set FK_NO_NETNS=1 to skip.`);
-      const ns = new LossNetns(mode, UDP_PORT, LOSS_PERCENT);
-      try {
-        ns.create();
-        const run = await ns.exec(
-          [process.execPath, join(HERE, 'lib/loss-run.mjs'), mode, String(UDP_PORT), String(WINDOW_S)],
-          { env: process.env, ms: 200_000 },
-        );
-        const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '));
-        if (run.code !== 0 || !line) {
-          throw new Error(`loss-run.mjs exited ${run.code ?? run.signal}:\n${run.stderr.slice(-6000)}`);
-        }
-        result = JSON.parse(line.slice('RESULT '.length));
-        const c = ns.counters();
-        result.filter = { ...c, dropped_pct: +(100 * c.dropped / Math.max(1, c.all)).toFixed(2) };
-        figures({
-          test: 'loss', mode, loss_pct: LOSS_PERCENT, fps_under_loss: +result.fps.toFixed(1),
-          min_fps_1s: Math.min(...result.per_second), size: result.size, nacks: result.nacks, plis: result.plis,
-          retransmitted: result.retransmitted_received, packets_lost: result.packets_lost,
-          frames_dropped: result.frames_dropped, freeze_count: result.freeze_count, freezes_s: result.freezes_s,
-          window: result.window, filter: result.filter, sub_quality: result.sub_quality,
-          window_start_t: result.window_start_t, frame_changes: result.frame_changes, stream_states: result.stream_states,
-        });
-      } finally {
-        ns.destroy();
-      }
+      result = await lossRun('loss', mode, 0);
 
       // the filter did drop about 5% of the server's packets
       assert.ok(result.filter.dropped > 0, `nothing dropped: ${JSON.stringify(result.filter)}`);
@@ -77,10 +100,7 @@ describe(`video under ${LOSS_PERCENT}% server->client packet loss`, () => {
     });
 
     it(`no stall: every second has frames (${mode} PC)`, { skip: SKIP, todo: STALL_TODO }, () => {
-      assert.ok(result, 'no result: the loss test above failed');
-      assert.ok(Math.min(...result.per_second) >= MIN_FPS_ANY_SECOND,
-        `a second with fewer than ${MIN_FPS_ANY_SECOND} frames; per second frames/lost/nacks/retransmitted/plis/freezes: `
-        + `${result.timeline}; frame sizes (page s:WxH#frame): ${result.frame_changes.join(' ')}; window from ${result.window_start_t} s`);
+      assertNoStall(result);
     });
 
     it(`subscriber's connection quality drops below excellent (${mode} PC)`, { skip: SKIP, todo: QUALITY_TODO }, () => {
@@ -91,5 +111,25 @@ describe(`video under ${LOSS_PERCENT}% server->client packet loss`, () => {
       const worse = own.find((e) => (e.q === 'good' || e.q === 'poor') && e.t - result.connect_t <= 15);
       assert.ok(worse, `subscriber's own ConnectionQualityChanged events: ${JSON.stringify(own)}`);
     });
+  }
+});
+
+describe(`simulcast layer switches under ${LOSS_PERCENT}% loss (FINDINGS.md 8)`, () => {
+  for (const [mode] of MODES) {
+    it(`LOW <-> HIGH every ${SWITCH_S} s: every second has frames (${mode} PC)`,
+      { skip: SKIP, timeout: 240_000 }, async (t) => {
+        const result = await lossRun('loss-switch', mode, SWITCH_S);
+        assertNoStall(result);
+        // Without a switch the run proves nothing: say so rather than pass.
+        // (The bandwidth allocator can hold the subscriber on LOW under
+        // loss, whatever it asks for: FINDINGS.md 8, "Left open".)
+        const sizes = new Set(result.frame_changes
+          .filter((c) => Number(c.split(':')[0]) >= result.window_start_t)
+          .map((c) => c.split(':')[1].split('#')[0]));
+        if (sizes.size < 2) {
+          t.skip(`no layer switch was presented in the window (sizes ${[...sizes].join(', ')}; `
+            + `all changes: ${result.frame_changes.join(' ')})`);
+        }
+      });
   }
 });

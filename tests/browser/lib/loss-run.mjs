@@ -1,16 +1,20 @@
 // Inner half of loss.test.mjs, run inside the lossy network namespace
-// (lib/netns.mjs) by `ip netns exec NS node lib/loss-run.mjs MODE UDP_PORT SECONDS`:
+// (lib/netns.mjs) by
+// `ip netns exec NS node lib/loss-run.mjs MODE UDP_PORT SECONDS [SWITCH_S]`:
 // starts the server on UDP_PORT (the port the filter matches), a publisher
 // page (camera 640x360, simulcast) and a subscriber page, waits for video to
 // decode, then samples the subscriber's inbound video once a second for
-// SECONDS. Prints one line `RESULT {json}` for the outer test to assert on;
-// exits non-zero (with diagnostics on stderr) if the setup itself fails.
+// SECONDS. With SWITCH_S > 0, the subscriber also alternates
+// setVideoQuality LOW / HIGH every SWITCH_S seconds of the window (a
+// simulcast layer switch under loss, FINDINGS.md 8). Prints one line
+// `RESULT {json}` for the outer test to assert on; exits non-zero (with
+// diagnostics on stderr) if the setup itself fails.
 import { Harness, waitFor } from './harness.mjs';
 import { pubSub, inboundVideo, outboundByRid, eventsNamed, decodes, sleep } from './media.mjs';
 
-const [mode, udpPort, seconds = '20'] = process.argv.slice(2);
+const [mode, udpPort, seconds = '20', switchS = '0'] = process.argv.slice(2);
 if (!mode || !udpPort) {
-  console.error('usage: loss-run.mjs single|dual UDP_PORT [SECONDS]');
+  console.error('usage: loss-run.mjs single|dual UDP_PORT [SECONDS] [SWITCH_S]');
   process.exit(2);
 }
 
@@ -33,7 +37,15 @@ try {
     const start = await inboundVideo(sub, video);
     let prev = start;
     const began = Date.now();
+    // layer switches requested by the subscriber (page clock, s)
+    const switches = [];
+    const every = Number(switchS);
     for (let i = 0; i < Number(seconds); i++) {
+      if (every > 0 && i % every === 0) {
+        const quality = (i / every) % 2 === 0 ? 'LOW' : 'HIGH';
+        const t = await sub.call('setVideoQuality', video, quality);
+        switches.push(`${(t / 1000).toFixed(2)}:${quality}`);
+      }
       await sleep(Math.max(0, began + (i + 1) * 1000 - Date.now()));
       const s = await inboundVideo(sub, video);
       const d = (k) => (s[k] ?? 0) - (prev[k] ?? 0);
@@ -74,6 +86,7 @@ try {
       window_start_t: +(t0 / 1000).toFixed(2),
       // size changes of the presented frames (layer switches), page clock, s
       frame_changes: (await sub.call('frames', video)).changes.map((c) => `${(c.t / 1000).toFixed(2)}:${c.w}x${c.h}#${c.n}`),
+      switches,
       stream_states: (await eventsNamed(sub, 'TrackStreamStateChanged')).map((e) => `${e.t}:${e.state}`),
       sub_quality: await quality(sub),
       pub_quality: await quality(pub),

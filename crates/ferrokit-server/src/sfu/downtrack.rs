@@ -1,6 +1,8 @@
 //! One subscriber's view of one published track: which simulcast layer it
 //! forwards, and the RTP sequence number and timestamp rewriting that keeps
-//! its outgoing stream continuous across layer switches (RFC 3550 §5.1).
+//! its outgoing stream continuous across layer switches (RFC 3550 §5.1),
+//! and for VP8 the payload descriptor's picture numbering too
+//! (RFC 7741 §4.2, [`super::vp8`]).
 //!
 //! Layer switches happen only at a keyframe of the target layer; while
 //! waiting, the current layer keeps flowing and a keyframe is requested.
@@ -9,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::codec::Codec;
+use super::dependency_descriptor::DependencyDescriptor;
+use super::vp8::{Vp8Munger, Vp8Rewrite};
 
 /// Number of simulcast layers (LOW, MEDIUM, HIGH).
 pub const MAX_LAYERS: usize = 3;
@@ -37,6 +41,9 @@ pub struct ForwardPacket {
     pub audio_level: Option<(i8, bool)>,
     /// RTP payload.
     pub payload: Arc<[u8]>,
+    /// AV1 dependency descriptor to forward unchanged (AV1/VP9 SVC on one
+    /// stream only, see [`super::dependency_descriptor`]); None otherwise.
+    pub dependency_descriptor: Option<Arc<DependencyDescriptor>>,
     /// Arrival time at the server.
     pub arrival: Instant,
 }
@@ -48,6 +55,9 @@ pub struct Forward {
     pub seq: u64,
     /// Outgoing RTP timestamp.
     pub timestamp: u32,
+    /// VP8 payload descriptor fields to rewrite ([`Vp8Rewrite::apply`]
+    /// gives the payload to send); None: send the payload as received.
+    pub vp8: Option<Vp8Rewrite>,
 }
 
 /// Forwarding state of one downtrack.
@@ -72,6 +82,8 @@ pub struct Downtrack {
     /// When the subscriber last started wanting media (creation or
     /// resume): a feed is only dry after [`LAYER_TIMEOUT`] from here.
     wanted_since: Instant,
+    /// VP8 PictureID / TL0PICIDX / KEYIDX continuity across switches.
+    vp8: Vp8Munger,
 }
 
 impl Downtrack {
@@ -90,6 +102,7 @@ impl Downtrack {
             paused: false,
             bandwidth_cap: Some((MAX_LAYERS - 1) as u8),
             wanted_since: now,
+            vp8: Vp8Munger::new(),
         }
     }
 
@@ -161,6 +174,12 @@ impl Downtrack {
         self.current
     }
 
+    /// Number of VP8 packets whose payload descriptor was too short to
+    /// parse (forwarded unchanged).
+    pub fn vp8_malformed(&self) -> u64 {
+        self.vp8.malformed()
+    }
+
     /// A layer for which a keyframe should be requested from the publisher,
     /// once per call (the publisher side rate-limits).
     pub fn take_keyframe_request(&mut self) -> Option<u8> {
@@ -197,15 +216,21 @@ impl Downtrack {
         if self.current != Some(p.layer) || p.seq < self.switch_seq {
             return None;
         }
-        let out = Forward {
-            seq: p.seq.wrapping_sub(self.seq_offset),
-            timestamp: p.timestamp.wrapping_sub(self.ts_offset),
-        };
-        let newer = self.last_out.is_none_or(|(s, _, _)| out.seq > s);
+        let seq = p.seq.wrapping_sub(self.seq_offset);
+        let timestamp = p.timestamp.wrapping_sub(self.ts_offset);
+        let newer = self.last_out.is_none_or(|(s, _, _)| seq > s);
         if newer {
-            self.last_out = Some((out.seq, out.timestamp, now));
+            self.last_out = Some((seq, timestamp, now));
         }
-        Some(out)
+        let vp8 = match p.codec {
+            Codec::Vp8 => self.vp8.munge(&p.payload, newer),
+            _ => None,
+        };
+        Some(Forward {
+            seq,
+            timestamp,
+            vp8,
+        })
     }
 
     /// Starts forwarding `p.layer` from packet `p`, continuing the outgoing
@@ -222,6 +247,9 @@ impl Downtrack {
         self.seq_offset = p.seq.wrapping_sub(next_seq);
         self.ts_offset = p.timestamp.wrapping_sub(next_ts);
         self.switch_seq = p.seq;
+        if p.codec == Codec::Vp8 {
+            self.vp8.switch(&p.payload);
+        }
         self.current = Some(p.layer);
         self.keyframe_wanted = None;
     }
@@ -242,6 +270,7 @@ mod tests {
             clock_rate: 90_000,
             audio_level: None,
             payload: Arc::from(&[0u8][..]),
+            dependency_descriptor: None,
             arrival: at,
         }
     }
@@ -257,7 +286,8 @@ mod tests {
             a,
             Forward {
                 seq: 1,
-                timestamp: 1000
+                timestamp: 1000,
+                vp8: None
             }
         );
         p.seq = 5001;
@@ -266,7 +296,8 @@ mod tests {
             d.on_packet(&p, t0).unwrap(),
             Forward {
                 seq: 2,
-                timestamp: 1960
+                timestamp: 1960,
+                vp8: None
             }
         );
     }
@@ -355,6 +386,88 @@ mod tests {
         d.set_paused(false, t0 + LAYER_TIMEOUT * 3);
         assert!(!d.feed_dry(t0 + LAYER_TIMEOUT * 3));
         assert_eq!(d.live_layers(t0 + LAYER_TIMEOUT * 3).count(), 0);
+    }
+
+    /// A VP8 packet with a 15-bit PictureID and TL0PICIDX (RFC 7741 §4.2);
+    /// a keyframe has the VP8 frame header's P bit clear.
+    fn vp8(layer: u8, seq: u64, pid: u16, tl0: u8, key: bool, at: Instant) -> ForwardPacket {
+        let mut p = pkt(layer, seq, seq as u32 * 3000, key, at);
+        let frame = if key { 0x00 } else { 0x01 };
+        p.payload = Arc::from(
+            &[
+                0x90,
+                0xC0,
+                0x80 | (pid >> 8) as u8,
+                pid as u8,
+                tl0,
+                frame,
+                0xAA,
+            ][..],
+        );
+        p
+    }
+
+    /// The PictureID and TL0PICIDX the subscriber receives.
+    fn sent(p: &ForwardPacket, f: &Forward) -> (u16, u8) {
+        let out = match f.vp8 {
+            Some(r) => r.apply(&p.payload),
+            None => p.payload.clone(),
+        };
+        let d = crate::sfu::vp8::Descriptor::parse(&out).unwrap();
+        (d.picture_id.unwrap().value, d.tl0picidx.unwrap())
+    }
+
+    #[test]
+    fn vp8_picture_ids_continue_across_switches() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true, t0);
+        d.set_max_layer(0);
+        // Never switched: nothing to rewrite, the payload is shared.
+        for i in 0..3u16 {
+            let p = vp8(0, 100 + u64::from(i), 5000 + i, 40, i == 0, t0);
+            let f = d.on_packet(&p, t0).unwrap();
+            assert_eq!(f.vp8, None);
+            assert_eq!(sent(&p, &f), (5000 + i, 40));
+        }
+        // Up to HIGH, whose own numbering is far behind.
+        d.set_max_layer(2);
+        let t1 = t0 + Duration::from_millis(50);
+        assert!(d.on_packet(&vp8(2, 900, 12, 3, false, t1), t1).is_none());
+        let p = vp8(2, 901, 13, 4, true, t1);
+        let f = d.on_packet(&p, t1).unwrap();
+        assert_eq!(d.current_layer(), Some(2));
+        assert_eq!(sent(&p, &f), (5003, 41));
+        let p = vp8(2, 902, 14, 4, false, t1);
+        assert_eq!(sent(&p, &d.on_packet(&p, t1).unwrap()), (5004, 41));
+        // Packets of the old layer after the switch are not forwarded.
+        assert!(d.on_packet(&vp8(0, 103, 5003, 41, false, t1), t1).is_none());
+        // Nor are late packets of the new layer from before the switch.
+        assert!(d.on_packet(&vp8(2, 899, 11, 3, false, t1), t1).is_none());
+        // A reordered packet of the new layer keeps its own (munged) picture.
+        let p = vp8(2, 904, 16, 5, false, t1);
+        assert_eq!(sent(&p, &d.on_packet(&p, t1).unwrap()), (5006, 42));
+        let p = vp8(2, 903, 15, 4, false, t1);
+        assert_eq!(sent(&p, &d.on_packet(&p, t1).unwrap()), (5005, 41));
+        // Down again to LOW, whose numbering ran ahead meanwhile.
+        d.set_max_layer(0);
+        let p = vp8(0, 110, 5020, 47, true, t1);
+        let f = d.on_packet(&p, t1).unwrap();
+        assert_eq!(d.current_layer(), Some(0));
+        assert_eq!(sent(&p, &f), (5007, 43));
+        assert!(f.vp8.is_some());
+    }
+
+    #[test]
+    fn vp8_malformed_descriptor_is_forwarded_unchanged_and_counted() {
+        let t0 = Instant::now();
+        let mut d = Downtrack::new(true, t0);
+        let p = vp8(0, 1, 77, 1, true, t0);
+        d.on_packet(&p, t0).unwrap();
+        let mut bad = vp8(0, 2, 0, 0, false, t0);
+        bad.payload = Arc::from(&[0x80, 0x80][..]);
+        let f = d.on_packet(&bad, t0).unwrap();
+        assert_eq!((f.seq, f.vp8), (2, None));
+        assert_eq!(d.vp8_malformed(), 1);
     }
 
     #[test]
