@@ -10,13 +10,23 @@ use prost::Message as _;
 use str0m::bwe::BweKind;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
-use str0m::{Event, Output};
+use str0m::{Event, Input, Output};
 
 use super::{Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL};
 use crate::net::Datagram;
 use crate::rooms::{Command, MediaItem};
+use crate::rtc::extensions::{
+    negotiated_dependency_descriptor, received_dependency_descriptor, set_dependency_descriptor,
+};
 use crate::rtc::peer::ChannelKind;
-use crate::sfu::{is_keyframe, red_primary, Codec, ForwardPacket};
+use crate::sfu::{dependency_descriptor, is_keyframe, red_primary, Codec, ForwardPacket};
+
+/// Timeout rounds one drain runs for str0m without waiting (each releases
+/// one paced packet); a burst longer than this continues on the timer.
+const IMMEDIATE_ROUNDS: usize = 128;
+/// A str0m timeout this close ahead is run in the same drain (tokio's
+/// timer has 1 ms steps and would fire it late anyway).
+const IMMEDIATE_SLACK: Duration = Duration::from_millis(1);
 
 /// Simulcast layer of a rid: `q`/`h`/`f` by name, else by its position
 /// among the section's rids (listed low to high by LiveKit clients).
@@ -49,10 +59,25 @@ impl Session {
     pub(super) fn drain_all(&mut self) -> Instant {
         let mut events = std::mem::take(&mut self.events);
         let next = loop {
-            let mut next = Instant::now() + Duration::from_secs(1);
+            let now = Instant::now();
+            let mut next = now + Duration::from_secs(1);
             for (i, pc) in self.pcs.iter_mut().enumerate() {
+                let mut rounds = 0;
                 loop {
                     match pc.rtc.poll_output() {
+                        // With BWE on, str0m's pacer releases one queued
+                        // packet per timeout round and asks for the next
+                        // round at once: run those rounds here rather than
+                        // one timer wake (of 1 ms granularity) per packet.
+                        Ok(Output::Timeout(t))
+                            if t <= now + IMMEDIATE_SLACK && rounds < IMMEDIATE_ROUNDS =>
+                        {
+                            rounds += 1;
+                            // str0m ignores a time before one it was given.
+                            if pc.rtc.handle_input(Input::Timeout(t.max(now))).is_err() {
+                                break;
+                            }
+                        }
                         Ok(Output::Timeout(t)) => {
                             next = next.min(t);
                             break;
@@ -244,6 +269,8 @@ impl Session {
                 .audio_level
                 .map(|l| (l, ext.voice_activity.unwrap_or(false))),
             payload: p.payload,
+            dependency_descriptor: received_dependency_descriptor(ext)
+                .filter(|_| dependency_descriptor::forwards_unchanged(codec, inc.rids.len() > 1)),
             arrival: p.timestamp,
         });
         for (_, tx) in &inc.downtracks {
@@ -358,6 +385,9 @@ impl Session {
                 Some(primary) => primary.into(),
                 None => return,
             }
+        } else if let Some(vp8) = f.vp8 {
+            // VP8 PictureID / TL0PICIDX continued across a layer switch.
+            vp8.apply(&p.payload)
         } else {
             p.payload.clone()
         };
@@ -366,6 +396,14 @@ impl Session {
             ext.audio_level = Some(level);
             ext.voice_activity = Some(vad);
         }
+        // The dependency descriptor goes out as received (valid while the
+        // whole SVC stream is forwarded, see `sfu::dependency_descriptor`),
+        // on m-lines that negotiated it.
+        if let Some(dd) = &p.dependency_descriptor {
+            if negotiated_dependency_descriptor(&self.pcs[pc].rtc, mid) {
+                set_dependency_descriptor(&mut ext, dd.clone());
+            }
+        }
         let video = sub.video;
         self.counters.packets_out += 1;
         self.counters.bytes_out += payload.len() as u64;
@@ -373,6 +411,9 @@ impl Session {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
+        // Forwarded media goes out as it comes (the publisher paced it);
+        // str0m's pacer would hold video to 1.1x the estimate.
+        tx.set_unpaced(true);
         tx.write_rtp(
             RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
                 .marker(p.marker)
