@@ -78,14 +78,11 @@ describe('browser SDK media through ferrokit', () => {
   }
 
   // The server puts the codec asked for in add_track first in its answer
-  // (FINDINGS.md #1, fixed). AV1 is not offered to publishers until the
-  // dependency descriptor is forwarded (FINDINGS.md #2), so that case is a
-  // known gap, skipped unless FK_STRICT=1.
-  const codecGap = (codec) => (codec === 'av1' && !process.env.FK_STRICT
-    ? 'FINDINGS.md #2: AV1 SVC needs dependency-descriptor forwarding' : false);
+  // (FINDINGS.md #1). VP9 and AV1 are published as SVC (L3T3_KEY); AV1
+  // decodes only with the dependency descriptor forwarded (FINDINGS.md #2).
   for (const [mode, singlePeerConnection] of MODES) {
     for (const codec of ['h264', 'vp9', 'av1']) {
-      it(`publishing with videoCodec ${codec} sends ${codec} (${mode} PC)`, { timeout: 60_000, skip: codecGap(codec) }, () =>
+      it(`publishing with videoCodec ${codec} sends ${codec} (${mode} PC)`, { timeout: 60_000 }, () =>
         h.run(`codec-${codec}-${mode}`, async () => {
           const room = roomName(`codec-${codec}-${mode}`);
           const opts = { singlePeerConnection, logLevel: LOG_LEVEL };
@@ -104,7 +101,7 @@ describe('browser SDK media through ferrokit', () => {
             .find((s) => s.type === 'codec')?.mimeType;
           assert.equal(sent?.toLowerCase(), `video/${codec}`, `publisher sends ${sent}`);
           assert.equal(got.codec?.toLowerCase(), `video/${codec}`, `subscriber receives ${got.codec}`);
-        }, { quiet: !!codecGap(codec) }));
+        }));
     }
   }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::media::{MediaKind, Mid, Pt};
@@ -17,6 +18,10 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc, RtcError};
 
 use crate::sfu::Codec;
+
+/// Starting bandwidth estimate of a peer connection, bps. Probing at 3
+/// and 6 times this (up to twice the desired bitrate) starts at connect.
+pub const INITIAL_BWE_BPS: u64 = 1_000_000;
 
 /// Labels of LiveKit's data channels.
 pub const RELIABLE_LABEL: &str = "_reliable";
@@ -96,10 +101,18 @@ impl Peer {
             .enable_h264(true)
             .enable_vp9(true)
             .enable_av1(true)
-            // str0m's BWE (and its pacer) stays off: on loopback its
-            // estimate stayed at 0.45-0.86 Mbps, below a 720p layer, and
-            // pacing at that rate delayed video by up to 0.8 s. Without
-            // an estimate, `allocate_bandwidth` caps nothing.
+            // AV1/VP9 SVC needs the dependency descriptor forwarded
+            // (`super::extensions`).
+            .set_extension(
+                super::extensions::DEPENDENCY_DESCRIPTOR_ID,
+                super::extensions::dependency_descriptor(),
+            )
+            // Send-side BWE (transport-cc): its estimate drives the
+            // subscriber's simulcast layers (`Session::allocate_bandwidth`,
+            // which also tells it the bitrate to probe for). Forwarded
+            // media is not paced (see `Session::forward`); the pacer only
+            // spaces probes and padding.
+            .enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)))
             // Egress stats carry the NACK counts for the metrics.
             .set_stats_interval(Some(std::time::Duration::from_secs(5)))
             .build(now);

@@ -195,8 +195,9 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
             "video/VP8",
             "video/H264",
             "video/VP9",
-            // AV1 is left out until the dependency descriptor is forwarded:
-            // browsers publish it as SVC that subscribers cannot decode.
+            // AV1 SVC decodes once the dependency descriptor is forwarded
+            // (`rtc::extensions`, `sfu::dependency_descriptor`).
+            "video/AV1",
         ]
         .iter()
         .map(|m| proto::Codec {
