@@ -48,13 +48,37 @@ pub struct UdpMux {
     routes: Arc<Mutex<Routes>>,
 }
 
+/// Kernel receive and send buffer asked for on the shared port, bytes. The
+/// kernel caps it at `net.core.rmem_max` / `wmem_max` (4 MiB on our test
+/// machines, 208 KiB on a stock kernel). With the default 208 KiB, a
+/// receive loop held up for ~100 ms in a 200-subscriber room overflowed it
+/// (`RcvbufErrors`), and a lost publisher packet is lost for every
+/// subscriber.
+pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
+
+/// A non-blocking UDP socket bound to `addr` with [`SOCKET_BUFFER_BYTES`]
+/// buffers (best effort: a smaller cap is not an error).
+fn bind_with_buffers(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!("udp: receive buffer of {SOCKET_BUFFER_BYTES} bytes refused: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!("udp: send buffer of {SOCKET_BUFFER_BYTES} bytes refused: {e}");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// Datagrams buffered per participant before new ones are dropped.
 pub const QUEUE_LEN: usize = 1024;
 
 impl UdpMux {
     /// Binds `addr` and starts the receive loop on the current runtime.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        let socket = Arc::new(UdpSocket::from_std(bind_with_buffers(addr)?)?);
         let mux = Self {
             socket,
             routes: Arc::default(),
