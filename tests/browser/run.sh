@@ -14,7 +14,7 @@
 # Environment: FERROKIT_BIN, CHROMIUM (default /usr/bin/chromium),
 # RUST_LOG (server log filter, default info), LK_LOG_LEVEL (SDK log level in
 # the pages, default debug), FK_STRICT=1 (known failures are failures, not TODO),
-# FK_NO_NETNS=1 (skip loss.test.mjs, which needs root for ip netns and nft).
+# FK_NO_NETNS=1 (skip loss.test.mjs and bandwidth.test.mjs, which need root for ip netns, nft, tc).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -96,7 +96,7 @@
           codecId: s.codecId,
           framesDropped: s.framesDropped, freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
           retransmittedPacketsReceived: s.retransmittedPacketsReceived, retransmittedPacketsSent: s.retransmittedPacketsSent,
-          jitter: s.jitter,
+          jitter: s.jitter, jitterBufferDelay: s.jitterBufferDelay, jitterBufferEmittedCount: s.jitterBufferEmittedCount,
         });
       }
       if (s.type === 'codec') out.push({ type: 'codec', id: s.id, mimeType: s.mimeType, payloadType: s.payloadType });

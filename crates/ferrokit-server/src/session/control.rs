@@ -9,7 +9,7 @@ use proto::signal_response::Message as Msg;
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 
 use super::Session;
-use crate::sfu::allocation::{allocate, Demand};
+use crate::sfu::allocation::{desired_bps, Allocator, Demand};
 use crate::sfu::quality::QualityWindow;
 use crate::sfu::Codec;
 use str0m::bwe::Bitrate;
@@ -21,9 +21,19 @@ const QUALITY_WINDOW: Duration = Duration::from_secs(4);
 /// A window with no stats at all (no media) closes after this long.
 const QUALITY_WINDOW_MAX: Duration = Duration::from_secs(11);
 
-/// Least bitrate str0m is told we would like to send, so the estimate
-/// can grow before video starts.
-const MIN_DESIRED_BPS: u64 = 300_000;
+/// Least bitrate str0m's BWE is told we would like to send (bps) when the
+/// subscriber takes video: its first probes go up to twice this, before any
+/// media is measured.
+const MIN_DESIRED_BPS: u64 = 1_000_000;
+
+/// Subscriber side: bandwidth allocation across control ticks.
+#[derive(Debug, Default)]
+pub(super) struct BandwidthState {
+    /// The allocator's hysteresis.
+    allocator: Allocator,
+    /// Desired bitrate last given to str0m's BWE, bps (0: none yet).
+    desired_bps: u64,
+}
 
 /// Connection quality measurement of one session.
 pub(super) struct QualityState {
@@ -181,17 +191,14 @@ impl Session {
         );
     }
 
-    /// Subscriber side: caps each video downtrack's layer to what the
-    /// bandwidth estimate carries after audio (see `sfu::allocation`), and
-    /// tells str0m what we would like to send so it probes for it.
+    /// Subscriber side: tells str0m's BWE what we would like to send (so
+    /// it probes for it) and caps each video downtrack's layer to what
+    /// the estimate carries after audio (see `sfu::allocation`).
     pub(super) fn allocate_bandwidth(&mut self, now: Instant) {
-        // No estimate (str0m's BWE is off, or no feedback yet): nothing to
-        // cap, so skip the per-track bookkeeping.
-        let Some(estimate) = self.bwe_bps else {
+        if self.subscribed.is_empty() {
             return;
-        };
+        }
         let mut audio_bps = 0;
-        let mut desired_bps = 0;
         let mut order = Vec::new();
         let mut demands = Vec::new();
         for (track_sid, sub) in &mut self.subscribed {
@@ -203,34 +210,47 @@ impl Session {
             if !sub.active || sub.dt.is_paused() {
                 continue;
             }
-            let d = Demand {
+            order.push(track_sid.clone());
+            demands.push(Demand {
                 max_layer: sub.dt.max_layer(),
                 rates: sub.rates.rates(),
                 current: sub.dt.bandwidth_cap(),
-            };
-            desired_bps += (0..=usize::from(d.max_layer))
-                .rev()
-                .map(|l| d.rates[l])
-                .find(|&r| r > 0)
-                .unwrap_or(0);
-            order.push(track_sid.clone());
-            demands.push(d);
+            });
         }
-        desired_bps += audio_bps;
-        let budget = estimate.saturating_sub(audio_bps);
-        let caps = allocate(budget, &demands);
-        for (track_sid, cap) in order.iter().zip(caps) {
-            if let Some(sub) = self.subscribed.get_mut(track_sid) {
-                if sub.dt.bandwidth_cap() != cap {
-                    tracing::debug!(participant = %self.sid, track = %track_sid, ?cap, estimate, "bandwidth cap");
+        // The floor is for video; an audio-only subscriber is not probed
+        // for bandwidth it will never use.
+        let floor = if demands.is_empty() {
+            0
+        } else {
+            MIN_DESIRED_BPS
+        };
+        let desired = desired_bps(&demands, audio_bps).max(floor);
+        let to_bwe = match self.bwe_bps {
+            Some(estimate) => {
+                tracing::trace!(participant = %self.sid, estimate, desired, audio_bps, "bandwidth");
+                let budget = estimate.saturating_sub(audio_bps);
+                let caps = self.bandwidth.allocator.update(now, budget, &demands);
+                for (track_sid, cap) in order.iter().zip(caps) {
+                    if let Some(sub) = self.subscribed.get_mut(track_sid) {
+                        if sub.dt.bandwidth_cap() != cap {
+                            tracing::debug!(participant = %self.sid, track = %track_sid, ?cap, estimate, desired, rates = ?sub.rates.rates(), "bandwidth cap");
+                        }
+                        sub.dt.set_bandwidth_cap(cap, now);
+                    }
                 }
-                sub.dt.set_bandwidth_cap(cap, now);
+                self.bandwidth.allocator.bwe_desired(now, desired, estimate)
             }
-        }
-        let pc = self.sub_pc();
-        if let Some(p) = self.pcs.get_mut(pc) {
-            let desired = Bitrate::bps(desired_bps.max(MIN_DESIRED_BPS));
-            p.rtc.bwe().set_bitrate(Bitrate::bps(0), desired);
+            // No estimate yet (no feedback): nothing to cap.
+            None => desired,
+        };
+        let last = self.bandwidth.desired_bps;
+        // Only a real change: each rise above the estimate starts a probe.
+        if last == 0 || to_bwe.abs_diff(last) * 10 > last {
+            self.bandwidth.desired_bps = to_bwe;
+            let pc = self.sub_pc();
+            if let Some(p) = self.pcs.get_mut(pc) {
+                p.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(to_bwe));
+            }
         }
     }
 
