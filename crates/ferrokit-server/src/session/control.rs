@@ -42,6 +42,10 @@ pub(super) struct QualityState {
     started: Instant,
     /// Last cumulative packet count per incoming (mid, rid).
     ingress_seen: std::collections::HashMap<(str0m::media::Mid, Option<str0m::media::Rid>), u64>,
+    /// Last cumulative (packets sent, NACKs received) per outgoing video
+    /// (mid, rid).
+    egress_seen:
+        std::collections::HashMap<(str0m::media::Mid, Option<str0m::media::Rid>), (u64, u64)>,
 }
 
 impl QualityState {
@@ -51,6 +55,7 @@ impl QualityState {
             reports: 0,
             started: now,
             ingress_seen: Default::default(),
+            egress_seen: Default::default(),
         }
     }
 }
@@ -189,6 +194,15 @@ impl Session {
             clock_rate,
             st.rtt,
         );
+        if video {
+            let seen = q.egress_seen.entry((st.mid, st.rid)).or_insert((0, 0));
+            let packets = st.packets.saturating_sub(seen.0);
+            let nacks = st.nacks.saturating_sub(seen.1);
+            *seen = (st.packets, st.nacks);
+            if let Some(loss) = crate::sfu::quality::nack_loss(packets, nacks) {
+                q.window.add_loss(loss);
+            }
+        }
     }
 
     /// Subscriber side: tells str0m's BWE what we would like to send (so

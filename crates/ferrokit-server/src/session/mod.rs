@@ -336,7 +336,7 @@ impl Session {
         control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_timeout = self.drain_all();
         // One timer each for str0m's timeout and the departure deadline,
-        // reset only when their deadline moves.
+        // reset only when their deadline comes sooner (or fired).
         let str0m_timer = tokio::time::sleep_until((next_timeout - STR0M_TIMER_EARLY).into());
         tokio::pin!(str0m_timer);
         let far = || Instant::now() + Duration::from_secs(3600);
@@ -425,7 +425,10 @@ impl Session {
                 }
             }
             let next = self.drain_all();
-            if next != next_timeout || str0m_timer.is_elapsed() {
+            // A later deadline leaves the timer armed: firing early costs
+            // one cheap str0m round, re-arming on every packet cost a timer
+            // wheel update each (str0m's deadline moves with each packet).
+            if next < next_timeout || str0m_timer.is_elapsed() {
                 next_timeout = next;
                 str0m_timer
                     .as_mut()

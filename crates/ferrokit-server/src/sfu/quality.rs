@@ -1,7 +1,8 @@
 //! Connection quality, sans-IO: a score for one participant's media over
 //! one stats window, from the loss, jitter and round-trip time of every
 //! stream it sends (as our receiver reports saw them) and receives (as its
-//! receiver reports told us). The worst stream sets the score.
+//! receiver reports told us; for video we send, also the share of packets
+//! it NACKed, see [`nack_loss`]). The worst stream sets the score.
 //!
 //! The score is on the MOS scale LiveKit reports (1.0 .. 5.0, at most 4.5
 //! here) and maps to `ConnectionQuality` as livekit-server's thresholds
@@ -14,6 +15,21 @@
 //! time beyond 300 ms.
 
 use livekit_protocol as proto;
+
+/// Fewer packets than this in a window give no NACK-based loss figure.
+pub const NACK_LOSS_MIN_PACKETS: u64 = 100;
+
+/// Loss fraction of a video stream we send, from the NACKs (RFC 4585
+/// §6.2.1) its receiver sent for `packets` packets over a window.
+///
+/// Receiver reports' loss counts a packet recovered by retransmission as
+/// received, so on a lossy link with RTX they often report ~0; a NACK per
+/// packet missed on first delivery shows the link's loss. `None` below
+/// [`NACK_LOSS_MIN_PACKETS`] packets. Slightly high when a retransmission
+/// is lost too (its packet is NACKed again).
+pub fn nack_loss(packets: u64, nacks: u64) -> Option<f32> {
+    (packets >= NACK_LOSS_MIN_PACKETS).then(|| (nacks as f32 / packets as f32).min(1.0))
+}
 
 /// Best score: a clean link.
 pub const MAX_SCORE: f32 = 4.5;
@@ -52,6 +68,13 @@ impl QualityWindow {
         }
         if let Some(rtt) = rtt {
             self.rtt_ms = self.rtt_ms.max(rtt.as_secs_f32() * 1000.0);
+        }
+    }
+
+    /// Adds a loss fraction seen another way (e.g. [`nack_loss`]).
+    pub fn add_loss(&mut self, loss: f32) {
+        if loss.is_finite() {
+            self.loss = self.loss.max(loss.clamp(0.0, 1.0));
         }
     }
 
@@ -103,6 +126,18 @@ mod tests {
         assert_eq!(w.quality(), Q::Excellent);
         assert_eq!(w.score(), MAX_SCORE);
         assert_eq!(QualityWindow::default().quality(), Q::Excellent);
+    }
+
+    #[test]
+    fn nack_loss_needs_enough_packets_and_caps_at_one() {
+        assert_eq!(nack_loss(99, 5), None);
+        assert_eq!(nack_loss(1000, 50), Some(0.05));
+        assert_eq!(nack_loss(100, 500), Some(1.0));
+        let mut w = QualityWindow::default();
+        w.add(Some(0.0), None, 90_000, None);
+        w.add_loss(0.05);
+        // 5% loss seen only through NACKs is not excellent.
+        assert!(w.score() <= 4.1 && w.score() > 3.6, "{}", w.score());
     }
 
     #[test]
