@@ -7,7 +7,8 @@
 //     themselves and for the other participant, `excellent` or `good`, soon
 //     after publishing (the server evaluates every 5 s). Both publish (camera
 //     and microphone), since a participant hears the quality of those it
-//     subscribes to.
+//     subscribes to; a publisher that stops sending a simulcast layer a
+//     subscriber wants drops below `excellent`, and recovers when it resumes.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Harness, waitFor } from './lib/harness.mjs';
@@ -83,6 +84,37 @@ describe('stream state and connection quality signals', () => {
         });
         figures({ test: 'connection_quality', mode, within_ms: Date.now() - t0,
           qualities: Object.fromEntries(Object.entries(got).map(([k, e]) => [k, `${e.quality}@${e.t}s`])) });
+      }));
+
+    it(`publisher dropping a wanted layer lowers its connection quality (${mode} PC)`, { timeout: 120_000 }, () =>
+      h.run(`quality-layer-${mode}`, async () => {
+        const { pub, sub, video } = await pubSub(h, `quality-layer-${mode}`, {
+          singlePeerConnection,
+          subOpts: { adaptiveStream: false },
+        });
+        await decodes(sub, video, { n: 5 });
+        const last = async (page, who) => (await eventsNamed(page, 'ConnectionQualityChanged', (e) => e.who === who)).at(-1)?.quality;
+        await waitFor(`publisher excellent within ${QUALITY_MS} ms`, async () => (await last(pub, 'pub')) === 'excellent',
+          { ms: QUALITY_MS, every: 500 });
+        // The subscriber takes HIGH (the default), so f is wanted; the
+        // publisher stops sending it without telling anyone.
+        const t0 = Date.now();
+        await pub.call('setSenderActive', false, 'f');
+        const lowered = async () => {
+          const self = await last(pub, 'pub');
+          const seen = await last(sub, 'pub');
+          return self !== 'excellent' && seen !== 'excellent' && { self, seen };
+        };
+        const got = await waitFor(`publisher below excellent (self and at the subscriber) within ${QUALITY_MS} ms of dropping f`,
+          lowered, { ms: QUALITY_MS, every: 500 }).catch(async (e) => {
+          throw new Error(`${e.message}; publisher page: ${JSON.stringify(await eventsNamed(pub, 'ConnectionQualityChanged'))}`);
+        });
+        const down_ms = Date.now() - t0;
+        const t1 = Date.now();
+        await pub.call('setSenderActive', true, 'f');
+        await waitFor(`publisher excellent again within ${QUALITY_MS} ms of resuming f`,
+          async () => (await last(pub, 'pub')) === 'excellent', { ms: QUALITY_MS, every: 500 });
+        figures({ test: 'quality_missing_layer', mode, down_ms, quality: got, back_ms: Date.now() - t1 });
       }));
   }
 });

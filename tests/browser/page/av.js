@@ -84,12 +84,15 @@
       return pub.trackSid;
     },
 
-    /** Turns every encoding of the camera sender on or off, bypassing the
-     *  SDK (no signalling: the server only sees the packets stop). */
-    async setSenderActive(active) {
+    /** Turns every encoding of the camera sender (or only the one with
+     *  `rid`) on or off, bypassing the SDK (no signalling: the server only
+     *  sees the packets stop). */
+    async setSenderActive(active, rid) {
       const sender = cameraSender();
       const params = sender.getParameters();
-      for (const e of params.encodings) e.active = active;
+      for (const e of params.encodings) {
+        if (rid === undefined || e.rid === rid) e.active = active;
+      }
       await sender.setParameters(params);
       return performance.now();
     },

@@ -173,6 +173,15 @@ impl Session {
         }
         if expected && (st.rid.is_none() || new_packets > 0) {
             q.window.add_published(new_packets);
+        } else if let (Some(rid), Some(d), false) = (&st.rid, &inc.dynacast, inc.muted) {
+            // A layer that flowed before (str0m has its stream), that the
+            // publisher was told to send and that anyone wants, but that
+            // sent nothing over the window.
+            let asked = d.wanted().min(d.announced());
+            let layer = super::media::layer_of(Some(rid.as_ref()), &inc.rids);
+            if asked.is_some_and(|max| layer <= max) {
+                q.window.add_missing_layer();
+            }
         }
     }
 

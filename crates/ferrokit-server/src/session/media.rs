@@ -30,7 +30,7 @@ const IMMEDIATE_SLACK: Duration = Duration::from_millis(1);
 
 /// Simulcast layer of a rid: `q`/`h`/`f` by name, else by its position
 /// among the section's rids (listed low to high by LiveKit clients).
-fn layer_of(rid: Option<&str>, rids: &[String]) -> u8 {
+pub(super) fn layer_of(rid: Option<&str>, rids: &[String]) -> u8 {
     match rid {
         None => 0,
         Some("q") => 0,

@@ -61,6 +61,11 @@ impl Dynacast {
         self.wishes.iter().filter_map(|(_, w)| *w).max()
     }
 
+    /// The maximum the publisher was last told (None: every layer off).
+    pub fn announced(&self) -> Option<u8> {
+        self.announced
+    }
+
     /// The new maximum to announce at `now`, if it changed: a rise at
     /// once, a fall once it held for [`LOWER_AFTER`]. `Some(None)` means
     /// every layer is to be paused.

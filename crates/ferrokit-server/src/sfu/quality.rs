@@ -9,7 +9,8 @@
 //! do: above 4.1 EXCELLENT, above 3.6 GOOD, else POOR. A participant that
 //! publishes but whose media stopped arriving for a whole window is LOST.
 //!
-//! Penalties (our own model, not LiveKit's): 12 points per unit of loss
+//! Penalties (our own model, not LiveKit's): 0.5 per wanted simulcast
+//! layer the publisher stopped sending, 12 points per unit of loss
 //! fraction (2% loss costs 0.24, 5% costs 0.6, 10% costs 1.2), 1 point
 //! per 100 ms of jitter beyond 30 ms, 1 point per 500 ms of round-trip
 //! time beyond 300 ms.
@@ -31,6 +32,10 @@ pub fn nack_loss(packets: u64, nacks: u64) -> Option<f32> {
     (packets >= NACK_LOSS_MIN_PACKETS).then(|| (nacks as f32 / packets as f32).min(1.0))
 }
 
+/// Score lost per wanted simulcast layer the publisher stopped sending:
+/// one missing layer makes an otherwise clean link GOOD, two POOR.
+pub const MISSING_LAYER_PENALTY: f32 = 0.5;
+
 /// Best score: a clean link.
 pub const MAX_SCORE: f32 = 4.5;
 
@@ -47,6 +52,10 @@ pub struct QualityWindow {
     pub stalled: u32,
     /// Published streams that had packets over the window.
     pub flowing: u32,
+    /// Simulcast layers of published video that the publisher was asked
+    /// for (dynacast) and had sent before, but that had no packet over the
+    /// window: the publisher dropped them (its CPU or uplink).
+    pub missing_layers: u32,
 }
 
 impl QualityWindow {
@@ -87,18 +96,24 @@ impl QualityWindow {
         }
     }
 
+    /// Notes a wanted simulcast layer that sent nothing in the window.
+    pub fn add_missing_layer(&mut self) {
+        self.missing_layers += 1;
+    }
+
     /// The window's score (1.0 ..= [`MAX_SCORE`]).
     pub fn score(&self) -> f32 {
         let loss = 12.0 * self.loss;
         let jitter = (self.jitter_ms - 30.0).max(0.0) / 100.0;
         let rtt = (self.rtt_ms - 300.0).max(0.0) / 500.0;
-        (MAX_SCORE - loss - jitter - rtt).clamp(1.0, MAX_SCORE)
+        let layers = MISSING_LAYER_PENALTY * self.missing_layers as f32;
+        (MAX_SCORE - loss - jitter - rtt - layers).clamp(1.0, MAX_SCORE)
     }
 
     /// The window's quality (see the module doc for thresholds).
     pub fn quality(&self) -> proto::ConnectionQuality {
         use proto::ConnectionQuality as Q;
-        if self.stalled > 0 && self.flowing == 0 {
+        if (self.stalled > 0 || self.missing_layers > 0) && self.flowing == 0 {
             return Q::Lost;
         }
         let s = self.score();
@@ -126,6 +141,20 @@ mod tests {
         assert_eq!(w.quality(), Q::Excellent);
         assert_eq!(w.score(), MAX_SCORE);
         assert_eq!(QualityWindow::default().quality(), Q::Excellent);
+    }
+
+    #[test]
+    fn missing_layers_lower_quality_and_alone_mean_lost() {
+        use proto::ConnectionQuality as Q;
+        let mut w = QualityWindow::default();
+        w.add_published(100);
+        w.add_missing_layer();
+        assert_eq!(w.quality(), Q::Good);
+        w.add_missing_layer();
+        assert_eq!(w.quality(), Q::Poor);
+        let mut only_missing = QualityWindow::default();
+        only_missing.add_missing_layer();
+        assert_eq!(only_missing.quality(), Q::Lost);
     }
 
     #[test]
