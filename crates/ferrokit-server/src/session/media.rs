@@ -380,13 +380,16 @@ impl Session {
                 found
             }
         };
+        // VP8 PictureID / TL0PICIDX continued across a layer switch: as a
+        // patch str0m applies while copying the payload into the packet,
+        // or (a field str0m's parser refused) in a copy of our own.
+        let vp8_patch = f.vp8.and_then(|v| v.to_patch(&p.payload));
         let payload: Arc<[u8]> = if p.codec == Codec::Red && codec == Codec::Opus {
             match red_primary(&p.payload) {
                 Some(primary) => primary.into(),
                 None => return,
             }
-        } else if let Some(vp8) = f.vp8 {
-            // VP8 PictureID / TL0PICIDX continued across a layer switch.
+        } else if let (Some(vp8), None) = (f.vp8, vp8_patch) {
             vp8.apply(&p.payload)
         } else {
             p.payload.clone()
@@ -414,11 +417,13 @@ impl Session {
         // Forwarded media goes out as it comes (the publisher paced it);
         // str0m's pacer would hold video to 1.1x the estimate.
         tx.set_unpaced(true);
-        tx.write_rtp(
-            RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
-                .marker(p.marker)
-                .ext_vals(ext)
-                .nackable(video),
-        );
+        let mut write = RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
+            .marker(p.marker)
+            .ext_vals(ext)
+            .nackable(video);
+        if let Some(patch) = vp8_patch {
+            write = write.vp8_patch(patch);
+        }
+        tx.write_rtp(write);
     }
 }

@@ -160,6 +160,25 @@ impl Vp8Rewrite {
         out.into()
     }
 
+    /// The same rewrite as a str0m patch that str0m applies while it copies
+    /// the payload into the outgoing packet, so the shared payload is not
+    /// copied once more per subscriber. None when the payload does not
+    /// parse or str0m refuses a field (then use [`Vp8Rewrite::apply`]).
+    pub fn to_patch(&self, payload: &[u8]) -> Option<str0m::rtp::Vp8Patch> {
+        let ours = Descriptor::parse(payload)?;
+        let mut b = str0m::rtp::Vp8Descriptor::parse(payload).ok()?.patch();
+        if let (Some(v), Some(pid)) = (self.picture_id, ours.picture_id) {
+            b = b.picture_id(if pid.wide { v & MASK_15 } else { v & MASK_7 });
+        }
+        if let (Some(v), Some(_)) = (self.tl0picidx, ours.tl0picidx) {
+            b = b.tl0_pic_idx(v);
+        }
+        if let (Some(v), Some(_)) = (self.keyidx, ours.keyidx) {
+            b = b.key_idx(v & MASK_KEYIDX);
+        }
+        b.build().ok()
+    }
+
     /// Writes the fields into `buf`, whose descriptor is `d`.
     fn write(&self, d: &Descriptor, buf: &mut [u8]) {
         if let (Some(v), Some(pid)) = (self.picture_id, d.picture_id) {
@@ -291,6 +310,22 @@ impl Vp8Munger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn str0m_patch_for_parsed_descriptors_only() {
+        let r = Vp8Rewrite {
+            picture_id: Some(0x1234),
+            tl0picidx: Some(9),
+            keyidx: Some(3),
+        };
+        // 15-bit and 7-bit PictureIDs both take a patch (the value is
+        // masked to the packet's width).
+        assert!(r.to_patch(&full(0x0100, true, 1, 0, 1)).is_some());
+        assert!(r.to_patch(&full(0x10, false, 1, 0, 1)).is_some());
+        // Too short for its own flags: no patch (forward() then copies).
+        assert!(r.to_patch(&[0x90, 0xF0]).is_none());
+        assert!(r.to_patch(&[]).is_none());
+    }
 
     /// A descriptor with X set and every optional field present.
     fn full(pid: u16, wide: bool, tl0: u8, tid: u8, key: u8) -> Vec<u8> {
