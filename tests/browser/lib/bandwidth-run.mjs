@@ -9,7 +9,7 @@
 // timeout is reported in the result (`failed`), not thrown, so the outer
 // test prints the figures. Exits non-zero only if the setup itself fails.
 import { readFileSync } from 'node:fs';
-import { Harness, waitFor } from './harness.mjs';
+import { Harness, runScript, waitFor } from './harness.mjs';
 import { pubSub, inboundVideo, layerSummary, sleep } from './media.mjs';
 import { Shaper } from './shaper.mjs';
 
@@ -28,7 +28,6 @@ const SETTLE_MS = 4_000;
 
 const h = new Harness(`bandwidth-${mode}`, { server: { udpPort: Number(udpPort) } });
 const shaper = new Shaper(Number(udpPort));
-let code = 0;
 
 /** The subscriber's estimate lines from the server log since byte `from`:
  *  [{ t (ms, server clock), estimate, desired }]. */
@@ -53,94 +52,86 @@ const jbMs = (a, b) => {
   return n > 0 ? +((1000 * ((b.jitterBufferDelay ?? 0) - (a.jitterBufferDelay ?? 0))) / n).toFixed(1) : null;
 };
 
-try {
-  shaper.install();
-  await h.start();
-  await h.run(`bandwidth-${mode}`, async () => {
-    const { pub, sub, video } = await pubSub(h, `bandwidth-${mode}`, {
-      singlePeerConnection: mode === 'single',
-      pubOpts: { dynacast: true },
-      subOpts: { adaptiveStream: false },
-      publish: { preset: 'h720', degradationPreference: 'maintain-resolution' },
-    });
-    const logFrom = h.server.logSize();
-    const sizes = async () => (await sub.call('frames', video)) || { changes: [], count: 0 };
-    const result = { mode, limit_kbit: LIMIT_KBIT, phases: {} };
-    const fail = async (what) => {
-      const r = await sizes();
-      result.failed = `${what}; frame sizes (page ms:WxH#frame): ${r.changes.slice(-8).map((c) => `${Math.round(c.t)}:${c.w}x${c.h}#${c.n}`).join(' ')}; `
-        + `publisher layers: ${await layerSummary(pub)}`;
-    };
-    const firstAt = async (pred, ms, what) => {
-      try {
-        return await waitFor(what, async () => (await sizes()).changes.find(pred), { ms, every: 200 });
-      } catch {
-        await fail(`no ${what} within ${ms} ms`);
-        return null;
-      }
-    };
-
-    // 1. unlimited: HIGH (1280x720) arrives
-    const t0 = await sub.call('now');
-    const high = await firstAt((c) => c.w === 1280 && c.h === 720, HIGH_MS, '1280x720 frame before the limit');
-    if (!high) return console.log(`RESULT ${JSON.stringify(result)}`);
-    result.high_after_ms = Math.round(high.t - t0);
-    const s0 = await inboundVideo(sub, video);
-    await sleep(SETTLE_MS);
-    const sidLine = h.server.logTail(4000, 0).match(/participant joined .*participant=(\S+) identity=sub/);
-    const sid = sidLine?.[1];
-    const sA = await inboundVideo(sub, video);
-    const eA = estimates(logFrom, sid);
-    result.phases.unlimited = { estimate_kbps: kbps(eA.map((e) => e.estimate)), jitter_buffer_ms: jbMs(s0, sA) };
-
-    // 2. limited: a lower layer within DOWN_MS, then frames keep coming
-    const tLimit = await sub.call('now');
-    const logLimit = h.server.logSize();
-    shaper.limit(LIMIT_KBIT);
-    const down = await firstAt((c) => c.t >= tLimit && (c.w < 1280 || c.h < 720), DOWN_MS,
-      `frame smaller than 1280x720 after limiting to ${LIMIT_KBIT} kbit/s`);
-    if (!down) return console.log(`RESULT ${JSON.stringify({ ...result, shaper: shaper.stats() })}`);
-    result.down_ms = Math.round(down.t - tLimit);
-    result.down_size = `${down.w}x${down.h}`;
-    const sDown = await inboundVideo(sub, video);
-    const nDown = (await sizes()).count;
-    await sleep(HOLD_MS);
-    const held = await sizes();
-    const sHeld = await inboundVideo(sub, video);
-    result.limited_fps = +((held.count - nDown) / (HOLD_MS / 1000)).toFixed(1);
-    result.limited_sizes = held.changes.filter((c) => c.t > down.t).map((c) => `${c.w}x${c.h}`);
-    result.limited_size = `${held.last?.w}x${held.last?.h}`;
-    const eL = estimates(logLimit, sid);
-    result.phases.limited = {
-      estimate_kbps: kbps(eL.map((e) => e.estimate)),
-      jitter_buffer_ms: jbMs(sDown, sHeld),
-      lost: (sHeld?.packetsLost ?? 0) - (sA?.packetsLost ?? 0),
-    };
-    result.shaper = shaper.stats();
-
-    // 3. lifted: back to 1280x720 within UP_MS
-    const tLift = await sub.call('now');
-    const logLift = h.server.logSize();
-    shaper.lift();
-    const up = await firstAt((c) => c.t >= tLift && c.w === 1280 && c.h === 720, UP_MS, '1280x720 frame after lifting the limit');
-    const eU = estimates(logLift, sid);
-    result.phases.lifted = { estimate_kbps: kbps(eU.map((e) => e.estimate)) };
-    if (!up) return console.log(`RESULT ${JSON.stringify(result)}`);
-    result.up_ms = Math.round(up.t - tLift);
-    const sUp = await inboundVideo(sub, video);
-    const nUp = (await sizes()).count;
-    await sleep(3000);
-    const after = await sizes();
-    const sAfter = await inboundVideo(sub, video);
-    result.after_fps = +((after.count - nUp) / 3).toFixed(1);
-    result.phases.lifted.jitter_buffer_ms = jbMs(sUp, sAfter);
-    result.after_size = `${after.last?.w}x${after.last?.h}`;
-    console.log(`RESULT ${JSON.stringify(result)}`);
+// A failure here exits non-zero before anything started.
+shaper.install();
+await runScript(h, `bandwidth-${mode}`, async () => {
+  const { pub, sub, video } = await pubSub(h, `bandwidth-${mode}`, {
+    singlePeerConnection: mode === 'single',
+    pubOpts: { dynacast: true },
+    subOpts: { adaptiveStream: false },
+    publish: { preset: 'h720', degradationPreference: 'maintain-resolution' },
   });
-} catch (e) {
-  console.error(e.stack || String(e));
-  code = 1;
-} finally {
-  await h.stop().catch((e) => { console.error(`server stop: ${e.message}`); code = code || 1; });
-}
-process.exit(code);
+  const logFrom = h.server.logSize();
+  const sizes = async () => (await sub.call('frames', video)) || { changes: [], count: 0 };
+  const result = { mode, limit_kbit: LIMIT_KBIT, phases: {} };
+  const fail = async (what) => {
+    const r = await sizes();
+    result.failed = `${what}; frame sizes (page ms:WxH#frame): ${r.changes.slice(-8).map((c) => `${Math.round(c.t)}:${c.w}x${c.h}#${c.n}`).join(' ')}; `
+      + `publisher layers: ${await layerSummary(pub)}`;
+  };
+  const firstAt = async (pred, ms, what) => {
+    try {
+      return await waitFor(what, async () => (await sizes()).changes.find(pred), { ms, every: 200 });
+    } catch {
+      await fail(`no ${what} within ${ms} ms`);
+      return null;
+    }
+  };
+
+  // 1. unlimited: HIGH (1280x720) arrives
+  const t0 = await sub.call('now');
+  const high = await firstAt((c) => c.w === 1280 && c.h === 720, HIGH_MS, '1280x720 frame before the limit');
+  if (!high) return console.log(`RESULT ${JSON.stringify(result)}`);
+  result.high_after_ms = Math.round(high.t - t0);
+  const s0 = await inboundVideo(sub, video);
+  await sleep(SETTLE_MS);
+  const sidLine = h.server.logTail(4000, 0).match(/participant joined .*participant=(\S+) identity=sub/);
+  const sid = sidLine?.[1];
+  const sA = await inboundVideo(sub, video);
+  const eA = estimates(logFrom, sid);
+  result.phases.unlimited = { estimate_kbps: kbps(eA.map((e) => e.estimate)), jitter_buffer_ms: jbMs(s0, sA) };
+
+  // 2. limited: a lower layer within DOWN_MS, then frames keep coming
+  const tLimit = await sub.call('now');
+  const logLimit = h.server.logSize();
+  shaper.limit(LIMIT_KBIT);
+  const down = await firstAt((c) => c.t >= tLimit && (c.w < 1280 || c.h < 720), DOWN_MS,
+    `frame smaller than 1280x720 after limiting to ${LIMIT_KBIT} kbit/s`);
+  if (!down) return console.log(`RESULT ${JSON.stringify({ ...result, shaper: shaper.stats() })}`);
+  result.down_ms = Math.round(down.t - tLimit);
+  result.down_size = `${down.w}x${down.h}`;
+  const sDown = await inboundVideo(sub, video);
+  const nDown = (await sizes()).count;
+  await sleep(HOLD_MS);
+  const held = await sizes();
+  const sHeld = await inboundVideo(sub, video);
+  result.limited_fps = +((held.count - nDown) / (HOLD_MS / 1000)).toFixed(1);
+  result.limited_sizes = held.changes.filter((c) => c.t > down.t).map((c) => `${c.w}x${c.h}`);
+  result.limited_size = `${held.last?.w}x${held.last?.h}`;
+  const eL = estimates(logLimit, sid);
+  result.phases.limited = {
+    estimate_kbps: kbps(eL.map((e) => e.estimate)),
+    jitter_buffer_ms: jbMs(sDown, sHeld),
+    lost: (sHeld?.packetsLost ?? 0) - (sA?.packetsLost ?? 0),
+  };
+  result.shaper = shaper.stats();
+
+  // 3. lifted: back to 1280x720 within UP_MS
+  const tLift = await sub.call('now');
+  const logLift = h.server.logSize();
+  shaper.lift();
+  const up = await firstAt((c) => c.t >= tLift && c.w === 1280 && c.h === 720, UP_MS, '1280x720 frame after lifting the limit');
+  const eU = estimates(logLift, sid);
+  result.phases.lifted = { estimate_kbps: kbps(eU.map((e) => e.estimate)) };
+  if (!up) return console.log(`RESULT ${JSON.stringify(result)}`);
+  result.up_ms = Math.round(up.t - tLift);
+  const sUp = await inboundVideo(sub, video);
+  const nUp = (await sizes()).count;
+  await sleep(3000);
+  const after = await sizes();
+  const sAfter = await inboundVideo(sub, video);
+  result.after_fps = +((after.count - nUp) / 3).toFixed(1);
+  result.phases.lifted.jitter_buffer_ms = jbMs(sUp, sAfter);
+  result.after_size = `${after.last?.w}x${after.last?.h}`;
+  console.log(`RESULT ${JSON.stringify(result)}`);
+});

@@ -82,3 +82,20 @@ export class Harness {
     await this.server.stop();
   }
 }
+
+/** For the inner scripts run inside a network namespace: starts `h`, runs
+ *  `fn` as the run `name`, stops `h` and exits the process: 0, or 1 when
+ *  the setup, the run or the stop threw (the error goes to stderr). */
+export async function runScript(h, name, fn) {
+  let code = 0;
+  try {
+    await h.start();
+    await h.run(name, fn);
+  } catch (e) {
+    console.error(e.stack || String(e));
+    code = 1;
+  } finally {
+    await h.stop().catch((e) => { console.error(`server stop: ${e.message}`); code = code || 1; });
+  }
+  process.exit(code);
+}

@@ -57,7 +57,7 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{add_audio, params, room};
+    use super::super::tests::publisher_subscriber_lurker;
     use super::*;
     use proto::ConnectionQuality as Q;
 
@@ -76,15 +76,7 @@ mod tests {
 
     #[test]
     fn change_goes_to_self_and_subscribers_only() {
-        let mut r = room();
-        let (a, _) = r.join(params("a"), 0);
-        let (b, _) = r.join(params("b"), 0);
-        let mut lurker = params("c");
-        lurker.auto_subscribe = false;
-        let (c, _) = r.join(lurker, 0);
-        let (a, b, c) = (a.participant.sid, b.participant.sid, c.participant.sid);
-        let t = add_audio(&mut r, &a, "cid");
-        r.track_media_started(&a, &t.sid, "0", "audio/opus");
+        let (mut r, a, b, c) = publisher_subscriber_lurker();
         let out = r.set_connection_quality(&a, Q::Good, 3.9);
         assert_eq!(updates_to(&out, &a)[0].quality, Q::Good as i32);
         assert_eq!(updates_to(&out, &b)[0].participant_sid, a);

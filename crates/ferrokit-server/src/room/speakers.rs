@@ -35,7 +35,7 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{add_audio, params, room};
+    use super::super::tests::publisher_subscriber_lurker;
     use super::*;
 
     fn speakers_to(out: &[Output], to: &str) -> Vec<proto::SpeakerInfo> {
@@ -53,15 +53,7 @@ mod tests {
 
     #[test]
     fn changes_go_to_the_speaker_and_its_subscribers_only() {
-        let mut r = room();
-        let (a, _) = r.join(params("a"), 0);
-        let (b, _) = r.join(params("b"), 0);
-        let mut lurker = params("c");
-        lurker.auto_subscribe = false;
-        let (c, _) = r.join(lurker, 0);
-        let (a, b, c) = (a.participant.sid, b.participant.sid, c.participant.sid);
-        let t = add_audio(&mut r, &a, "cid");
-        r.track_media_started(&a, &t.sid, "0", "audio/opus");
+        let (mut r, a, b, c) = publisher_subscriber_lurker();
 
         let out = r.set_speaker_level(&a, Some(0.5));
         for to in [&a, &b] {

@@ -50,6 +50,21 @@ pub(super) fn add_audio(room: &mut Room, sid: &str, cid: &str) -> proto::TrackIn
     room.add_track(sid, &req).unwrap()
 }
 
+/// A room where `a` publishes an audio track whose media started, `b`
+/// auto-subscribes to it and `c` does not: (room, a, b, c sids).
+pub(super) fn publisher_subscriber_lurker() -> (Room, String, String, String) {
+    let mut r = room();
+    let (a, _) = r.join(params("a"), 0);
+    let (b, _) = r.join(params("b"), 0);
+    let mut lurker = params("c");
+    lurker.auto_subscribe = false;
+    let (c, _) = r.join(lurker, 0);
+    let (a, b, c) = (a.participant.sid, b.participant.sid, c.participant.sid);
+    let t = add_audio(&mut r, &a, "cid");
+    r.track_media_started(&a, &t.sid, "0", "audio/opus");
+    (r, a, b, c)
+}
+
 #[test]
 fn join_tells_others_and_returns_them() {
     let mut r = room();

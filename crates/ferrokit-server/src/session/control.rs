@@ -31,8 +31,8 @@ const MIN_DESIRED_BPS: u64 = 1_000_000;
 pub(super) struct BandwidthState {
     /// The allocator's hysteresis.
     allocator: Allocator,
-    /// Desired bitrate last given to str0m's BWE, bps (0: none yet).
-    desired_bps: u64,
+    /// Desired bitrate last given to str0m's BWE, bps (None: none yet).
+    desired_bps: Option<u64>,
 }
 
 /// Connection quality measurement of one session.
@@ -266,10 +266,13 @@ impl Session {
             // No estimate yet (no feedback): nothing to cap.
             None => desired,
         };
-        let last = self.bandwidth.desired_bps;
         // Only a real change: each rise above the estimate starts a probe.
-        if last == 0 || to_bwe.abs_diff(last) * 10 > last {
-            self.bandwidth.desired_bps = to_bwe;
+        let changed = match self.bandwidth.desired_bps {
+            None => true,
+            Some(last) => to_bwe.abs_diff(last) * 10 > last,
+        };
+        if changed {
+            self.bandwidth.desired_bps = Some(to_bwe);
             let pc = self.sub_pc();
             if let Some(p) = self.pcs.get_mut(pc) {
                 p.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(to_bwe));

@@ -12,7 +12,7 @@ use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, Input, Output};
 
-use super::{Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL};
+use super::{Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
 use crate::net::Datagram;
 use crate::rooms::{Command, MediaItem};
 use crate::rtc::extensions::{
@@ -24,9 +24,6 @@ use crate::sfu::{dependency_descriptor, is_keyframe, red_primary, Codec, Forward
 /// Timeout rounds one drain runs for str0m without waiting (each releases
 /// one paced packet); a burst longer than this continues on the timer.
 const IMMEDIATE_ROUNDS: usize = 128;
-/// A str0m timeout this close ahead is run in the same drain (tokio's
-/// timer has 1 ms steps and would fire it late anyway).
-const IMMEDIATE_SLACK: Duration = Duration::from_millis(1);
 
 /// Simulcast layer of a rid: `q`/`h`/`f` by name, else by its position
 /// among the section's rids (listed low to high by LiveKit clients).
@@ -70,7 +67,7 @@ impl Session {
                         // round at once: run those rounds here rather than
                         // one timer wake (of 1 ms granularity) per packet.
                         Ok(Output::Timeout(t))
-                            if t <= now + IMMEDIATE_SLACK && rounds < IMMEDIATE_ROUNDS =>
+                            if t <= now + STR0M_TIMER_EARLY && rounds < IMMEDIATE_ROUNDS =>
                         {
                             rounds += 1;
                             // str0m ignores a time before one it was given.

@@ -43,7 +43,8 @@ const CONTROL_INTERVAL: Duration = Duration::from_millis(400);
 /// late, and str0m's BWE probes send bursts 2 ms apart, so a late timer
 /// stretched every probe by about half and the estimate followed (probes
 /// measured about 2/3 of their rate).
-const STR0M_TIMER_EARLY: Duration = Duration::from_millis(1);
+/// `drain_all` likewise runs a str0m timeout due within this much at once.
+pub(super) const STR0M_TIMER_EARLY: Duration = Duration::from_millis(1);
 /// Signal requests read ahead of the session task.
 const SIGNAL_QUEUE_LEN: usize = 64;
 /// Forwarded packets written to str0m before one drain.
@@ -339,8 +340,8 @@ impl Session {
         // reset only when their deadline comes sooner (or fired).
         let str0m_timer = tokio::time::sleep_until((next_timeout - STR0M_TIMER_EARLY).into());
         tokio::pin!(str0m_timer);
-        let far = || Instant::now() + Duration::from_secs(3600);
-        let departure_timer = tokio::time::sleep_until(far().into());
+        // Armed for real once the signal connection is lost.
+        let departure_timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(departure_timer);
         let mut departure_armed = false;
         loop {
