@@ -160,11 +160,17 @@ impl Peer {
         }
     }
 
-    /// Accepts a client offer (SDP text) and returns str0m's answer text.
+    /// Accepts a client offer (SDP text) and returns str0m's answer text,
+    /// both without transport-cc on audio ([`super::sdp::audio_without_transport_cc`]).
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, PeerError> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(RtcError::Sdp)?;
+        // Transport-cc on video only, as LiveKit negotiates it: str0m then
+        // sends no transport sequence numbers on audio.
+        let offer = super::sdp::audio_without_transport_cc(sdp);
+        let offer = SdpOffer::from_sdp_string(&offer).map_err(RtcError::Sdp)?;
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
-        Ok(answer.to_sdp_string())
+        Ok(super::sdp::audio_without_transport_cc(
+            &answer.to_sdp_string(),
+        ))
     }
 
     /// Applies the client's answer to our pending offer.

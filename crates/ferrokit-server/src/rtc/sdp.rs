@@ -138,6 +138,39 @@ pub fn rewrite_send_slots(sdp: &str, slots: &HashMap<String, SendSlot>) -> Strin
     out
 }
 
+/// URI of the transport-wide sequence number header extension
+/// (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Removes transport-wide congestion control from the audio m-sections:
+/// their `a=extmap` of the transport-cc URI and their
+/// `a=rtcp-fb:<pt> transport-cc` lines. Other sections are kept as they are.
+///
+/// LiveKit negotiates transport-cc on video only (`pkg/rtc/config.go`,
+/// publisher and subscriber configs), as Firefox does. Without it on audio a
+/// subscriber's audio packets carry no transport sequence number and the
+/// client sends no transport-cc feedback for them: in an audio-only room that
+/// feedback (one RTCP packet per subscriber every ~50-100 ms, each processed
+/// by the send-side BWE) was about a tenth of the server's CPU, for an
+/// estimate only video uses.
+pub fn audio_without_transport_cc(sdp: &str) -> String {
+    let eol = line_ending(sdp);
+    let mut out = String::with_capacity(sdp.len());
+    for block in blocks(sdp) {
+        let audio = block.first().is_some_and(|l| l.starts_with("m=audio"));
+        for line in block {
+            let drop = audio
+                && ((line.starts_with("a=extmap:") && line.contains(TRANSPORT_CC_URI))
+                    || (line.starts_with("a=rtcp-fb:") && line.ends_with(" transport-cc")));
+            if !drop {
+                push_line(&mut out, line, eol);
+            }
+        }
+    }
+    out
+}
+
 /// The SDP's line ending (`\r\n` as RFC 8866 says, or `\n`).
 pub fn line_ending(sdp: &str) -> &'static str {
     if sdp.contains("\r\n") {
@@ -255,5 +288,27 @@ m=video 9 X 96\r\na=mid:5\r\na=sendonly\r\na=msid:r3 r4\r\na=ssrc-group:FID 6 7\
         let s = sections(&out);
         assert_eq!(s[1].direction, Direction::Inactive);
         assert!(!out.contains("a=ssrc:6") && !out.contains("ssrc-group") && !out.contains("r3"));
+    }
+    #[test]
+    fn strips_transport_cc_from_audio_only() {
+        let sdp = "v=0\r\n\
+m=audio 9 X 111\r\na=mid:0\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=rtcp-fb:111 transport-cc\r\na=rtcp-fb:111 nack\r\n\
+m=video 9 X 96\r\na=mid:1\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=rtcp-fb:96 transport-cc\r\n";
+        let out = audio_without_transport_cc(sdp);
+        let b = blocks(&out);
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            b[1],
+            vec![
+                "m=audio 9 X 111",
+                "a=mid:0",
+                "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                "a=rtcp-fb:111 nack"
+            ]
+        );
+        assert_eq!(b[2].len(), 4, "video keeps transport-cc: {:?}", b[2]);
+        assert!(out.ends_with("transport-cc\r\n"));
     }
 }

@@ -228,7 +228,11 @@ impl Session {
         };
         pc.pending_offer = Some(pending);
         self.offer_id += 1;
-        let sdp = sdp::rewrite_send_slots(&offer.to_sdp_string(), &slots);
+        // Transport-cc on video only (see `sdp::audio_without_transport_cc`).
+        let sdp = sdp::audio_without_transport_cc(&sdp::rewrite_send_slots(
+            &offer.to_sdp_string(),
+            &slots,
+        ));
         self.send(Msg::Offer(proto::SessionDescription {
             r#type: "offer".into(),
             sdp,
