@@ -8,9 +8,9 @@
 //! - `munge/*`: [`Downtrack::on_packet`], audio, one video layer, and
 //!   simulcast with the subscriber switching layers.
 //! - `fanout/*/N`: one published packet to N subscribers, the part the
-//!   server does outside str0m: the shared packet, a `MediaItem` per
-//!   subscriber, and each subscriber's munge; `fanout/mpsc` adds the tokio
-//!   queue each subscriber task reads from (single thread: no wake-ups).
+//!   server does outside str0m: the shared packet and each subscriber's
+//!   munge; `fanout/locked` adds the per-subscriber lock an egress worker
+//!   takes (`session::egress`; one thread, so uncontended).
 //! - `egress/*`: writing one packet into a connected str0m `Rtc` (RTP mode,
 //!   the server's own `Peer` configuration) and polling the encrypted
 //!   datagram out: SRTP plus str0m's per-packet work. A subscriber costs
@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferrokit_server::rooms::{MediaItem, MEDIA_QUEUE_LEN};
 use ferrokit_server::rtc::peer::Peer;
 use ferrokit_server::sfu::allocation::LayerRates;
 use ferrokit_server::sfu::{Codec, Downtrack, ForwardPacket};
@@ -209,10 +208,9 @@ fn subs(n: usize, video: bool, now: Instant) -> Vec<Sub> {
 }
 
 /// The subscriber side of `session::media::forward` up to the str0m write.
-fn munge(sub: &mut Sub, item: &MediaItem, now: Instant) {
-    sub.rates
-        .on_packet(item.packet.layer, item.packet.payload.len());
-    black_box(forward_munge(&mut sub.dt, &item.packet, now));
+fn munge(sub: &mut Sub, packet: &ForwardPacket, now: Instant) {
+    sub.rates.on_packet(packet.layer, packet.payload.len());
+    black_box(forward_munge(&mut sub.dt, packet, now));
 }
 
 /// The publisher side of `session::media::on_rtp`: the received payload
@@ -240,14 +238,13 @@ fn start(subs: &mut [Sub], template: &ForwardPacket, payload: &[u8], now: Instan
 
 fn bench_fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
-    let track_sid: Arc<str> = Arc::from("TR_benchtrack");
     // One layer of VP8 video, steady state (no switch: payloads are shared,
     // not rewritten).
     let payload = vp8_payload(VIDEO_LEN, 100, 1, false).to_vec();
     for n in [1usize, 50, 200, 500] {
         g.throughput(Throughput::Elements(n as u64));
 
-        // Shared packet + MediaItem per subscriber + each one's munge.
+        // Shared packet + each subscriber's munge.
         g.bench_with_input(BenchmarkId::new("munge", n), &n, |b, &n| {
             let t0 = Instant::now();
             let template = packet(Codec::Vp8, 0, t0);
@@ -259,40 +256,28 @@ fn bench_fanout(c: &mut Criterion) {
                 let now = t0 + Duration::from_micros(seq * 100);
                 let packet = publish(&template, &payload, seq, now);
                 for sub in &mut subs {
-                    let item = MediaItem {
-                        track_sid: track_sid.clone(),
-                        packet: packet.clone(),
-                    };
-                    munge(sub, &item, now);
+                    munge(sub, &packet, now);
                 }
             });
         });
 
-        // The same through one tokio mpsc queue per subscriber.
-        g.bench_with_input(BenchmarkId::new("mpsc", n), &n, |b, &n| {
+        // The same with each subscriber behind its own lock, as an
+        // egress worker meets the sessions.
+        g.bench_with_input(BenchmarkId::new("locked", n), &n, |b, &n| {
             let t0 = Instant::now();
             let template = packet(Codec::Vp8, 0, t0);
-            let mut subs = subs(n, true, t0);
-            start(&mut subs, &template, &payload, t0);
-            let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..n)
-                .map(|_| tokio::sync::mpsc::channel::<MediaItem>(MEDIA_QUEUE_LEN))
-                .unzip();
+            let mut plain = subs(n, true, t0);
+            start(&mut plain, &template, &payload, t0);
+            let cells: Vec<std::sync::Mutex<Sub>> =
+                plain.into_iter().map(std::sync::Mutex::new).collect();
             let mut seq = 1000;
             b.iter(|| {
                 seq += 1;
                 let now = t0 + Duration::from_micros(seq * 100);
                 let packet = publish(&template, &payload, seq, now);
-                for tx in &txs {
-                    let sent = tx.try_send(MediaItem {
-                        track_sid: track_sid.clone(),
-                        packet: packet.clone(),
-                    });
-                    assert!(sent.is_ok(), "queue full");
-                }
-                drop(packet);
-                for (sub, rx) in subs.iter_mut().zip(&mut rxs) {
-                    let item = rx.try_recv().expect("queued item");
-                    munge(sub, &item, now);
+                for cell in &cells {
+                    let mut sub = cell.lock().expect("unpoisoned");
+                    munge(&mut sub, &packet, now);
                 }
             });
         });

@@ -2,8 +2,9 @@
 //! sans-IO [`Room`] behind a short control-plane lock plus the mailboxes of
 //! its participants' tasks. Room outputs are dispatched to mailboxes while
 //! the room lock is held, so every participant sees changes in room order.
-//! Media never takes these locks: packets travel on the mailboxes' media
-//! channels, from publisher tasks straight to subscriber tasks.
+//! Media never takes these locks: a publisher's task hands packets to the
+//! egress workers, which write them into subscribers' sessions
+//! (`session::egress`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +14,7 @@ use livekit_protocol as proto;
 use tokio::sync::mpsc;
 
 use crate::room::{DataDelivery, Output, Room};
-use crate::sfu::ForwardPacket;
+use crate::session::SessionCell;
 use crate::webhook::Webhooks;
 
 /// A command for a participant's task.
@@ -30,11 +31,12 @@ pub enum Command {
     },
     /// Subscriber side: stop receiving a track.
     Unsubscribe { track_sid: String },
-    /// Publisher side: fan `track_sid` out to `subscriber` on `media`.
+    /// Publisher side: fan `track_sid` out to `subscriber`, whose session
+    /// lives in `media`.
     AddDowntrack {
         track_sid: String,
         subscriber: String,
-        media: mpsc::Sender<MediaItem>,
+        media: Arc<SessionCell>,
     },
     /// Publisher side: stop sending `track_sid` to `subscriber`.
     RemoveDowntrack {
@@ -56,25 +58,14 @@ pub enum Command {
     Disconnect,
 }
 
-/// One forwarded packet for a subscriber task.
-#[derive(Debug, Clone)]
-pub struct MediaItem {
-    /// The published track it belongs to.
-    pub track_sid: Arc<str>,
-    /// The packet, shared by every downtrack.
-    pub packet: Arc<ForwardPacket>,
-}
-
-/// Media packets buffered per subscriber before new ones are dropped.
-pub const MEDIA_QUEUE_LEN: usize = 4096;
-
 /// A participant task's inboxes.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
     /// Control: never dropped.
     pub ctrl: mpsc::UnboundedSender<Command>,
-    /// Media: bounded, dropped when full (the subscriber is too slow).
-    pub media: mpsc::Sender<MediaItem>,
+    /// Media: the cell of the participant's session, where the egress
+    /// workers write forwarded packets.
+    pub media: Arc<SessionCell>,
 }
 
 /// A room and its participants' mailboxes.

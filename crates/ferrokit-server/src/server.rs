@@ -23,6 +23,8 @@ pub struct ServerState {
     pub rooms: RoomManager,
     pub metrics: Arc<Metrics>,
     pub mux: UdpMux,
+    /// The workers that write forwarded packets to subscribers.
+    pub egress: Arc<crate::session::Egress>,
     /// Address in ICE candidates: node_ip and the UDP port.
     pub candidate_addr: SocketAddr,
     pub node_id: String,
@@ -85,6 +87,12 @@ async fn bind_tcp(
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
+/// Egress workers to start: one per core the process may use, so one
+/// large room's forwarding spreads over every core.
+fn egress_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Server {
     /// Binds the HTTP/WebSocket port and the UDP media port and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
@@ -109,13 +117,19 @@ impl Server {
             Some(port) => Some(bind_tcp("Prometheus", SocketAddr::new(bind_ip, port)).await?),
             None => None,
         };
+        let metrics = Arc::new(Metrics::new());
         let state = Arc::new(ServerState {
             keys: KeyProvider::new(config.keys.clone()),
             candidate_addr: SocketAddr::new(config.node_ip(), udp_addr.port()),
             node_id: crate::ids::new_id("ND_"),
             config,
             rooms: RoomManager::new(Arc::new(webhooks)),
-            metrics: Arc::new(Metrics::new()),
+            egress: crate::session::Egress::start(
+                mux.socket().clone(),
+                egress_workers(),
+                metrics.clone(),
+            ),
+            metrics,
             mux,
             sessions: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),

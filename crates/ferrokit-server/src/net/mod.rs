@@ -1,6 +1,8 @@
 //! The only place with sockets: the shared UDP media port.
 
+pub mod batch;
 pub mod stun;
 pub mod udp;
 
+pub use batch::TxBatch;
 pub use udp::{Datagram, UdpMux};

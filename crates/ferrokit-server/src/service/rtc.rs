@@ -138,7 +138,8 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
     let room = state
         .rooms
         .get_or_create(&intent.room, config.room_defaults());
-    let (mailbox, ctrl_rx, media_rx) = session::mailbox();
+    let (mailbox, ctrl_rx) = session::mailbox(&state.egress);
+    let cell = mailbox.media.clone();
     let claims = intent.claims.clone();
     let params = JoinParams {
         identity: claims.sub.clone(),
@@ -214,6 +215,7 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
         candidate_addr: state.candidate_addr,
         departure_timeout: config.departure_timeout(),
         metrics: state.metrics.clone(),
+        egress: state.egress.clone(),
         refresh_token: Box::new(move || {
             let mut c = refresh_claims.clone();
             c.exp = crate::auth::unix_now() + 3600;
@@ -222,17 +224,11 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
             crate::auth::sign(&c, secret).ok()
         }),
     });
-    match Session::new(
-        sid.clone(),
-        room.clone(),
-        ctx,
-        intent.single_pc,
-        ctrl_rx,
-        media_rx,
-    ) {
+    match Session::new(sid.clone(), room.clone(), ctx, intent.single_pc, ctrl_rx) {
         Ok((session, inboxes)) => {
             session
                 .run(
+                    cell,
                     inboxes,
                     socket,
                     vec![Msg::Join(join)],

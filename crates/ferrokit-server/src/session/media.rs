@@ -12,9 +12,9 @@ use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, Input, Output};
 
-use super::{Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
-use crate::net::Datagram;
-use crate::rooms::{Command, MediaItem};
+use super::{EgressJob, Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
+use crate::net::{Datagram, TxBatch};
+use crate::rooms::Command;
 use crate::rtc::extensions::{
     negotiated_dependency_descriptor, received_dependency_descriptor, set_dependency_descriptor,
 };
@@ -51,9 +51,10 @@ fn mime(codec: Codec) -> &'static str {
 }
 
 impl Session {
-    /// Drains every peer connection: transmits go to the socket, events are
-    /// handled, until nothing is left. Returns the next str0m timeout.
-    pub(super) fn drain_all(&mut self) -> Instant {
+    /// Drains every peer connection: transmits go to `batch` (the caller
+    /// sends it), events are handled, until nothing is left. Returns the
+    /// next str0m timeout.
+    pub(super) fn drain_all(&mut self, batch: &mut TxBatch) -> Instant {
         let mut events = std::mem::take(&mut self.events);
         let next = loop {
             let now = Instant::now();
@@ -79,13 +80,7 @@ impl Session {
                             next = next.min(t);
                             break;
                         }
-                        Ok(Output::Transmit(t)) => {
-                            let _ = self
-                                .ctx
-                                .mux
-                                .socket()
-                                .try_send_to(&t.contents, t.destination);
-                        }
+                        Ok(Output::Transmit(t)) => batch.push(t.destination, t.contents),
                         Ok(Output::Event(e)) => events.push((i, e)),
                         Err(e) => {
                             tracing::warn!(participant = %self.sid, "peer connection failed: {e}");
@@ -270,13 +265,18 @@ impl Session {
                 .filter(|_| dependency_descriptor::forwards_unchanged(codec, inc.rids.len() > 1)),
             arrival: p.timestamp,
         });
-        for (_, tx) in &inc.downtracks {
-            let sent = tx.try_send(MediaItem {
+        // Once per egress worker, with the subscribers it serves.
+        for (worker, group) in inc.groups.iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let job = EgressJob {
                 track_sid: inc.track_sid.clone(),
                 packet: packet.clone(),
-            });
-            if sent.is_err() {
-                self.counters.forward_errors += 1;
+                subscribers: group.clone(),
+            };
+            if !self.ctx.egress.send(worker, job) {
+                self.counters.forward_errors += group.len() as u64;
             }
         }
     }
@@ -331,27 +331,27 @@ impl Session {
         }
     }
 
-    /// Subscriber side: writes one forwarded packet on its downtrack.
-    pub(super) fn forward(&mut self, item: MediaItem, now: Instant) {
+    /// Subscriber side: writes one forwarded packet of `track_sid` on its
+    /// downtrack (str0m sends it on the next drain).
+    pub(super) fn forward(&mut self, track_sid: &str, packet: &ForwardPacket, now: Instant) {
         let pc = self.sub_pc();
-        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else {
+        let Some(sub) = self.subscribed.get_mut(track_sid) else {
             return;
         };
         let (Some(mid), true) = (sub.mid, sub.active) else {
             return;
         };
-        sub.rates
-            .on_packet(item.packet.layer, item.packet.payload.len());
-        let f = sub.dt.on_packet(&item.packet, now);
+        sub.rates.on_packet(packet.layer, packet.payload.len());
+        let f = sub.dt.on_packet(packet, now);
         if let Some(layer) = sub.dt.take_keyframe_request() {
             let publisher = sub.publisher.clone();
-            self.ask_publisher_for_keyframe(&publisher, item.track_sid.to_string(), layer);
+            self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
         }
         let Some(f) = f else { return };
-        let Some(sub) = self.subscribed.get_mut(&*item.track_sid) else {
+        let Some(sub) = self.subscribed.get_mut(track_sid) else {
             return;
         };
-        let p = &item.packet;
+        let p = packet;
         // Payload type for this codec on this m-line; RED falls back to Opus.
         let (codec, pt) = match sub.pt_cache {
             Some((c, pt)) if c == p.codec || (p.codec == Codec::Red && c == Codec::Opus) => (c, pt),

@@ -1,9 +1,10 @@
 //! One participant's task: its signal WebSocket, its peer connection(s) and
-//! its place in the room. Everything for a participant happens here, in
-//! order: signal requests, room commands, datagrams, media from publishers
-//! and str0m timeouts.
+//! its place in the room. Signal requests, room commands and datagrams are
+//! handled here, in order; media from publishers and str0m's timeouts are
+//! handled by the session's egress worker (`egress`), under the same lock.
 
 mod control;
+mod egress;
 mod media;
 mod negotiation;
 mod signal;
@@ -22,8 +23,10 @@ use str0m::media::Mid;
 use str0m::rtp::Ssrc;
 use tokio::sync::mpsc;
 
-use crate::net::{Datagram, UdpMux};
-use crate::rooms::{Command, Mailbox, MediaItem, RoomEntry, MEDIA_QUEUE_LEN};
+pub use egress::{by_worker, Egress, EgressJob, SessionCell};
+
+use crate::net::{Datagram, TxBatch, UdpMux};
+use crate::rooms::{Command, Mailbox, RoomEntry};
 use crate::rtc::peer::Peer;
 use crate::sfu::{Codec, Downtrack};
 
@@ -47,8 +50,6 @@ const CONTROL_INTERVAL: Duration = Duration::from_millis(400);
 pub(super) const STR0M_TIMER_EARLY: Duration = Duration::from_millis(1);
 /// Signal requests read ahead of the session task.
 const SIGNAL_QUEUE_LEN: usize = 64;
-/// Forwarded packets written to str0m before one drain.
-const MEDIA_BATCH: usize = 256;
 /// Minimum interval between keyframe requests sent to a publisher per track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -64,14 +65,19 @@ pub struct SessionContext {
     pub refresh_token: Box<dyn Fn() -> Option<String> + Send + Sync>,
     /// Server metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The egress workers that write forwarded packets to subscribers.
+    pub egress: Arc<Egress>,
 }
 
 /// A published track's media as the publisher task sees it.
 struct Incoming {
     track_sid: Arc<str>,
     started: bool,
-    /// Subscribers' media inboxes.
-    downtracks: Vec<(String, mpsc::Sender<MediaItem>)>,
+    /// Subscribers' sessions, by participant sid.
+    downtracks: Vec<(String, Arc<SessionCell>)>,
+    /// The same sessions grouped by egress worker (entry `w` for worker
+    /// `w`): each packet goes to each worker once, with its group.
+    groups: Vec<Arc<[Arc<SessionCell>]>>,
     last_keyframe_request: Option<Instant>,
     rids: Vec<String>,
     /// Loudness over the current speaker interval (audio tracks).
@@ -85,6 +91,14 @@ struct Incoming {
     dynacast: Option<crate::sfu::Dynacast>,
     /// The codec of the media received, once some arrived.
     codec: Option<Codec>,
+}
+
+impl Incoming {
+    /// Rebuilds `groups` from `downtracks` after a change.
+    fn regroup(&mut self, workers: usize) {
+        let cells: Vec<_> = self.downtracks.iter().map(|(_, c)| c.clone()).collect();
+        self.groups = by_worker(&cells, workers);
+    }
 }
 
 /// An incoming SSRC: its m-line and simulcast layer, and the codec of the
@@ -159,6 +173,11 @@ pub struct Session {
     bwe_bps: Option<u64>,
     /// Subscriber side: bandwidth allocation state.
     bandwidth: control::BandwidthState,
+    /// str0m's next timeout, as of the last drain.
+    str0m_next: Instant,
+    /// The deadline the egress worker's timer holds for this session
+    /// (None: none yet).
+    scheduled: Option<Instant>,
 }
 
 /// What the signal reader task hands the session.
@@ -172,6 +191,57 @@ enum Inbound {
     Malformed(String),
     /// The WebSocket closed or failed.
     Closed,
+}
+
+/// What woke the session's task.
+// One value per wake, on the stack: boxing the command would allocate.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Command(Command),
+    Datagram(Datagram),
+    Signal(Option<Inbound>),
+    /// The WebSocket ping failed.
+    SignalLost,
+    /// An egress worker, or a WebSocket ping sent: drain and flush.
+    Woken,
+    Control,
+    Refresh,
+    Departure,
+}
+
+/// Writes signal messages on the WebSocket. False if the socket failed.
+async fn flush(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    outbox: Vec<Msg>,
+    json: bool,
+    metrics: &crate::metrics::Metrics,
+    sid: &str,
+) -> bool {
+    for msg in outbox {
+        metrics.signal_out(&msg);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let text = format!("{msg:?}");
+            // At most 300 characters (a byte index could split one).
+            let end = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
+            tracing::debug!(participant = %sid, "signal response: {}", &text[..end]);
+        }
+        if let Msg::Offer(sd) | Msg::Answer(sd) = &msg {
+            tracing::trace!(participant = %sid, "sdp sent:\n{}", sd.sdp);
+        }
+        let resp = proto::SignalResponse { message: Some(msg) };
+        let frame = if json {
+            match serde_json::to_string(&resp) {
+                Ok(s) => WsMessage::Text(s.into()),
+                Err(_) => continue,
+            }
+        } else {
+            WsMessage::Binary(resp.encode_to_vec().into())
+        };
+        if sink.send(frame).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Reads and decodes signal frames until the WebSocket closes or the
@@ -211,25 +281,19 @@ async fn read_signal(
 /// Channels the task reads.
 pub struct Inboxes {
     ctrl: mpsc::UnboundedReceiver<Command>,
-    media: mpsc::Receiver<MediaItem>,
     udp: mpsc::Receiver<Datagram>,
 }
 
-/// Creates a participant's mailbox and the task's inboxes.
-pub fn mailbox() -> (
-    Mailbox,
-    mpsc::UnboundedReceiver<Command>,
-    mpsc::Receiver<MediaItem>,
-) {
+/// Creates a participant's mailbox: its control channel and the (still
+/// empty) cell its session will live in, on one of `egress`'s workers.
+pub fn mailbox(egress: &Egress) -> (Mailbox, mpsc::UnboundedReceiver<Command>) {
     let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
-    let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE_LEN);
     (
         Mailbox {
             ctrl: ctrl_tx,
-            media: media_tx,
+            media: egress.cell(),
         },
         ctrl_rx,
-        media_rx,
     )
 }
 
@@ -242,7 +306,6 @@ impl Session {
         ctx: Arc<SessionContext>,
         single_pc: bool,
         ctrl: mpsc::UnboundedReceiver<Command>,
-        media: mpsc::Receiver<MediaItem>,
     ) -> Result<(Self, Inboxes), crate::rtc::peer::PeerError> {
         let now = Instant::now();
         let (udp_tx, udp_rx) = mpsc::channel(crate::net::udp::QUEUE_LEN);
@@ -279,15 +342,10 @@ impl Session {
             quality: control::QualityState::new(now),
             bwe_bps: None,
             bandwidth: Default::default(),
+            str0m_next: now,
+            scheduled: None,
         };
-        Ok((
-            session,
-            Inboxes {
-                ctrl,
-                media,
-                udp: udp_rx,
-            },
-        ))
+        Ok((session, Inboxes { ctrl, udp: udp_rx }))
     }
 
     /// Queues a signal message; it is written after the current step.
@@ -302,11 +360,13 @@ impl Session {
         }
     }
 
-    /// Runs the participant until it leaves. `first` holds messages that
-    /// must go out first (the JoinResponse); `publisher_offer` is the offer
-    /// carried in a v1 JoinRequest.
+    /// Runs the participant until it leaves, in `cell` (shared with the
+    /// egress workers). `first` holds messages that must go out first (the
+    /// JoinResponse); `publisher_offer` is the offer carried in a v1
+    /// JoinRequest.
     pub async fn run(
         mut self,
+        cell: Arc<SessionCell>,
         mut inboxes: Inboxes,
         ws: WebSocket,
         first: Vec<Msg>,
@@ -318,6 +378,10 @@ impl Session {
         // each time (a third of the server's CPU in a 200-subscriber room).
         let (signal_tx, mut signal_rx) = mpsc::channel(SIGNAL_QUEUE_LEN);
         let reader = tokio::spawn(read_signal(stream, signal_tx));
+        let ctx = self.ctx.clone();
+        let sid = self.sid.clone();
+        let socket = ctx.mux.socket().clone();
+        let mut batch = TxBatch::default();
         self.outbox.extend(first);
         if let Some(refreshed) = (self.ctx.refresh_token)() {
             self.send(Msg::RefreshToken(refreshed));
@@ -335,149 +399,150 @@ impl Session {
         refresh.tick().await;
         let mut control_tick = tokio::time::interval(CONTROL_INTERVAL);
         control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_timeout = self.drain_all();
-        // One timer each for str0m's timeout and the departure deadline,
-        // reset only when their deadline comes sooner (or fired).
-        let str0m_timer = tokio::time::sleep_until((next_timeout - STR0M_TIMER_EARLY).into());
-        tokio::pin!(str0m_timer);
+        let next = self.drain_all(&mut batch);
+        let first_timeout = self.note_timeout(next);
+        *cell.lock() = Some(self);
+        batch.send(&socket);
+        if let Some(at) = first_timeout {
+            ctx.egress.schedule(&cell, at);
+        }
         // Armed for real once the signal connection is lost.
         let departure_timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(departure_timer);
         let mut departure_armed = false;
         loop {
-            if !self.flush(&mut sink).await {
-                self.lost_signal();
+            // Signal messages go out without the lock held.
+            let Some((outbox, json, ws_open, closing, departure)) = cell.lock().as_mut().map(|s| {
+                (
+                    std::mem::take(&mut s.outbox),
+                    s.json,
+                    s.ws_open,
+                    s.closing,
+                    s.departure_deadline,
+                )
+            }) else {
+                break;
+            };
+            if ws_open && !flush(&mut sink, outbox, json, &ctx.metrics, &sid).await {
+                if let Some(s) = cell.lock().as_mut() {
+                    s.lost_signal();
+                }
+                continue;
             }
-            if self.closing {
+            if closing {
                 break;
             }
-            if let (Some(deadline), false) = (self.departure_deadline, departure_armed) {
+            if let (Some(deadline), false) = (departure, departure_armed) {
                 departure_timer.as_mut().reset(deadline.into());
                 departure_armed = true;
             }
-            // Biased: a wake for one packet polls the cheap, usually empty
-            // inboxes and stops at the first ready branch; the timers behind
-            // them are polled only when nothing else is ready.
-            tokio::select! {
+            // Biased: a wake polls the cheap, usually empty inboxes and
+            // stops at the first ready branch; the timers behind them are
+            // polled only when nothing else is ready.
+            let step = tokio::select! {
                 biased;
-                Some(cmd) = inboxes.ctrl.recv() => self.on_command(cmd),
-                Some(d) = inboxes.udp.recv() => {
-                    self.on_datagram(d);
-                    for _ in 0..64 {
-                        self.drain_all();
-                        match inboxes.udp.try_recv() {
-                            Ok(d) => self.on_datagram(d),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Some(item) = inboxes.media.recv() => {
-                    let now = Instant::now();
-                    self.forward(item, now);
-                    // Whatever else is queued goes into the same drain: str0m
-                    // queues written packets until the next poll.
-                    for _ in 0..MEDIA_BATCH {
-                        match inboxes.media.try_recv() {
-                            Ok(item) => self.forward(item, now),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                inbound = signal_rx.recv(), if self.ws_open => match inbound {
-                    Some(Inbound::Request { request, json }) => {
-                        self.json |= json;
-                        self.on_request(*request);
-                    }
-                    Some(Inbound::Malformed(e)) => self.bad_frame(&e),
-                    Some(Inbound::Closed) | None => self.lost_signal(),
-                },
-                _ = &mut str0m_timer => {
-                    // The timer fires up to STR0M_TIMER_EARLY early: str0m
-                    // gets its own deadline.
-                    let now = Instant::now().max(next_timeout);
-                    for pc in &mut self.pcs {
-                        let _ = pc.rtc.handle_input(str0m::Input::Timeout(now));
-                    }
-                }
-                _ = ws_ping.tick(), if self.ws_open => {
+                Some(cmd) = inboxes.ctrl.recv() => Step::Command(cmd),
+                Some(d) = inboxes.udp.recv() => Step::Datagram(d),
+                inbound = signal_rx.recv(), if ws_open => Step::Signal(inbound),
+                _ = cell.wake.notified() => Step::Woken,
+                _ = ws_ping.tick(), if ws_open => {
                     if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
-                        self.lost_signal();
+                        Step::SignalLost
+                    } else {
+                        Step::Woken
                     }
                 }
-                _ = control_tick.tick() => {
+                _ = control_tick.tick() => Step::Control,
+                _ = refresh.tick(), if ws_open => Step::Refresh,
+                _ = &mut departure_timer, if departure_armed => Step::Departure,
+            };
+            let mut guard = cell.lock();
+            let Some(s) = guard.as_mut() else {
+                break;
+            };
+            match step {
+                Step::Command(cmd) => s.on_command(cmd),
+                Step::Datagram(d) => {
+                    s.on_datagram(d);
+                    for _ in 0..64 {
+                        s.drain_all(&mut batch);
+                        match inboxes.udp.try_recv() {
+                            Ok(d) => s.on_datagram(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Step::Signal(Some(Inbound::Request { request, json })) => {
+                    s.json |= json;
+                    s.on_request(*request);
+                }
+                Step::Signal(Some(Inbound::Malformed(e))) => s.bad_frame(&e),
+                Step::Signal(Some(Inbound::Closed) | None) | Step::SignalLost => s.lost_signal(),
+                Step::Woken => {}
+                Step::Control => {
                     let now = Instant::now();
-                    if !self.incoming.is_empty() {
-                        self.update_speaking();
-                        self.update_dynacast(now);
+                    if !s.incoming.is_empty() {
+                        s.update_speaking();
+                        s.update_dynacast(now);
                     }
-                    self.allocate_bandwidth(now);
-                    self.update_stream_states(now);
-                    self.update_quality(now);
-                    self.ctx.metrics.add(&mut self.counters);
+                    s.allocate_bandwidth(now);
+                    s.update_stream_states(now);
+                    s.update_quality(now);
+                    s.ctx.metrics.add(&mut s.counters);
                 }
-                _ = refresh.tick(), if self.ws_open => {
-                    if let Some(t) = (self.ctx.refresh_token)() {
-                        self.send(Msg::RefreshToken(t));
+                Step::Refresh => {
+                    if let Some(t) = (s.ctx.refresh_token)() {
+                        s.send(Msg::RefreshToken(t));
                     }
                 }
-                _ = &mut departure_timer, if departure_armed => {
-                    tracing::info!(participant = %self.sid, "departure timeout");
-                    self.closing = true;
+                Step::Departure => {
+                    tracing::info!(participant = %s.sid, "departure timeout");
+                    s.closing = true;
                 }
             }
-            let next = self.drain_all();
-            // A later deadline leaves the timer armed: firing early costs
-            // one cheap str0m round, re-arming on every packet cost a timer
-            // wheel update each (str0m's deadline moves with each packet).
-            if next < next_timeout || str0m_timer.is_elapsed() {
-                next_timeout = next;
-                str0m_timer
-                    .as_mut()
-                    .reset((next - STR0M_TIMER_EARLY).into());
+            let next = s.drain_all(&mut batch);
+            // str0m's timeouts run on the egress worker: it is told only
+            // of a deadline sooner than the one it holds.
+            let sooner = s.note_timeout(next);
+            if s.pcs.iter().all(|pc| !pc.rtc.is_alive()) && s.departure_deadline.is_some() {
+                s.closing = true;
             }
-            if self.pcs.iter().all(|pc| !pc.rtc.is_alive()) && self.departure_deadline.is_some() {
-                self.closing = true;
+            drop(guard);
+            batch.send(&socket);
+            if let Some(at) = sooner {
+                ctx.egress.schedule(&cell, at);
             }
         }
         reader.abort();
-        self.ctx.metrics.add(&mut self.counters);
-        let _ = self.flush(&mut sink).await;
-        let _ = sink.send(WsMessage::Close(None)).await;
-        self.cleanup();
+        // Out of the cell: the workers skip it from now on.
+        let taken = cell.lock().take();
+        if let Some(mut s) = taken {
+            s.ctx.metrics.add(&mut s.counters);
+            let outbox = std::mem::take(&mut s.outbox);
+            if s.ws_open {
+                let _ = flush(&mut sink, outbox, s.json, &ctx.metrics, &sid).await;
+            }
+            let _ = sink.send(WsMessage::Close(None)).await;
+            s.cleanup();
+        }
     }
 
-    /// Writes queued signal messages. False if the socket failed.
-    async fn flush(
-        &mut self,
-        sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
-    ) -> bool {
-        if self.outbox.is_empty() || !self.ws_open {
-            self.outbox.clear();
-            return true;
+    /// Whether the session's task must run after an egress worker drained
+    /// it: a signal message waits, or the session is closing.
+    pub(super) fn needs_task(&self) -> bool {
+        !self.outbox.is_empty() || self.closing
+    }
+
+    /// Records str0m's next timeout after a drain. Returns it when the
+    /// egress worker must be told (it holds no deadline for this session,
+    /// or a later one); the session then counts it as scheduled.
+    pub(super) fn note_timeout(&mut self, next: Instant) -> Option<Instant> {
+        self.str0m_next = next;
+        if self.scheduled.is_some_and(|d| d <= next) {
+            return None;
         }
-        for msg in std::mem::take(&mut self.outbox) {
-            self.ctx.metrics.signal_out(&msg);
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                let text = format!("{msg:?}");
-                tracing::debug!(participant = %self.sid, "signal response: {}", &text[..text.len().min(300)]);
-            }
-            if let Msg::Offer(sd) | Msg::Answer(sd) = &msg {
-                tracing::trace!(participant = %self.sid, "sdp sent:\n{}", sd.sdp);
-            }
-            let resp = proto::SignalResponse { message: Some(msg) };
-            let frame = if self.json {
-                match serde_json::to_string(&resp) {
-                    Ok(s) => WsMessage::Text(s.into()),
-                    Err(_) => continue,
-                }
-            } else {
-                WsMessage::Binary(resp.encode_to_vec().into())
-            };
-            if sink.send(frame).await.is_err() {
-                return false;
-            }
-        }
-        true
+        self.scheduled = Some(next);
+        Some(next)
     }
 
     /// The signal connection closed without `leave`: keep the participant
@@ -523,12 +588,14 @@ impl Session {
                 subscriber,
                 media,
             } => {
+                let workers = self.ctx.egress.workers();
                 if let Some(inc) = self.incoming_track(&track_sid) {
                     if let Some(d) = &mut inc.dynacast {
                         d.set(&subscriber, Some(2));
                     }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                     inc.downtracks.push((subscriber, media));
+                    inc.regroup(workers);
                 }
                 self.update_dynacast(Instant::now());
                 self.request_keyframe(&track_sid, None);
@@ -537,11 +604,13 @@ impl Session {
                 track_sid,
                 subscriber,
             } => {
+                let workers = self.ctx.egress.workers();
                 if let Some(inc) = self.incoming_track(&track_sid) {
                     if let Some(d) = &mut inc.dynacast {
                         d.remove(&subscriber);
                     }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
+                    inc.regroup(workers);
                 }
             }
             Command::SubscriberLayer {

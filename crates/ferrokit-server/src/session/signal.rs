@@ -216,6 +216,7 @@ impl Session {
                     track_sid: p.info.sid.as_str().into(),
                     started: false,
                     downtracks: Vec::new(),
+                    groups: Vec::new(),
                     last_keyframe_request: None,
                     rids: s.send_rids.clone(),
                     level: Default::default(),

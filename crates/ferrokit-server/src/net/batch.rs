@@ -1,0 +1,180 @@
+//! Batched UDP sends: the datagrams of many peers, each to its own
+//! destination, in one `sendmmsg(2)` call instead of one `sendto(2)` each.
+//!
+//! The egress workers collect what str0m transmits for every subscriber of
+//! a forwarded packet and send it all at once; a session task does the same
+//! with what one of its wakes produced.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::SockAddr;
+use str0m::net::DatagramSend;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Most messages one `sendmmsg` call takes (the kernel's `UIO_MAXIOV`).
+const MAX_PER_CALL: usize = 1024;
+
+/// Datagrams waiting to be sent, in order.
+#[derive(Default)]
+pub struct TxBatch {
+    items: Vec<(SockAddr, DatagramSend)>,
+}
+
+/// What one [`TxBatch::send`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Datagrams the kernel took.
+    pub sent: usize,
+    /// Datagrams dropped: the send buffer was full, or the kernel refused
+    /// one (say, an unreachable destination).
+    pub dropped: usize,
+    /// `sendmmsg` calls made.
+    pub calls: usize,
+}
+
+impl TxBatch {
+    /// Queues one datagram for `destination`.
+    pub fn push(&mut self, destination: SocketAddr, contents: DatagramSend) {
+        self.items.push((SockAddr::from(destination), contents));
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Sends everything queued on `socket` and empties the batch. A
+    /// datagram the kernel refuses is skipped; when the socket's buffer is
+    /// full the rest is dropped (UDP: the receiver's NACK or the next
+    /// packet recovers), and counted in [`Sent::dropped`].
+    pub fn send(&mut self, socket: &UdpSocket) -> Sent {
+        let mut done = Sent::default();
+        let mut next = 0;
+        while next < self.items.len() {
+            let end = (next + MAX_PER_CALL).min(self.items.len());
+            done.calls += 1;
+            match socket.try_io(Interest::WRITABLE, || {
+                sendmmsg(socket, &self.items[next..end])
+            }) {
+                Ok(n) => {
+                    done.sent += n;
+                    next += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // The first datagram was refused: skip it, send the rest.
+                    tracing::debug!("udp send: {e}");
+                    done.dropped += 1;
+                    next += 1;
+                }
+            }
+        }
+        done.dropped += self.items.len() - next;
+        self.items.clear();
+        done
+    }
+}
+
+/// One `sendmmsg(2)` of `items` (at most [`MAX_PER_CALL`]). Returns how
+/// many the kernel took (at least one), or the error of the first.
+///
+/// The workspace denies `unsafe`; this is its one exception, the FFI call
+/// itself (no crate in our tree wraps `sendmmsg` for several destinations).
+#[allow(unsafe_code)]
+fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut iovecs: Vec<libc::iovec> = items
+        .iter()
+        .map(|(_, d)| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = items
+        .iter()
+        .zip(iovecs.iter_mut())
+        .map(|((addr, _), iov)| {
+            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            hdr.msg_namelen = addr.len();
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    // SAFETY: `msgs` holds `msgs.len()` headers whose name and iovec
+    // pointers point into `items` and `iovecs`, which outlive the call; the
+    // kernel only reads them (and writes `msg_len`).
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            0,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sends_to_several_destinations_in_order() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (aa, ba) = (a.local_addr().expect("addr"), b.local_addr().expect("addr"));
+        let mut batch = TxBatch::default();
+        for i in 0..5u8 {
+            batch.push(
+                if i % 2 == 0 { aa } else { ba },
+                vec![i; 10 + i as usize].into(),
+            );
+        }
+        assert_eq!(batch.len(), 5);
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tx.writable().await.expect("writable");
+            batch.send(&tx)
+        })
+        .await
+        .expect("send within 5 s");
+        assert_eq!(
+            sent,
+            Sent {
+                sent: 5,
+                dropped: 0,
+                calls: 1
+            }
+        );
+        assert!(batch.is_empty());
+        let mut buf = [0u8; 64];
+        for (sock, want) in [(&a, &[0u8, 2, 4][..]), (&b, &[1, 3][..])] {
+            for w in want {
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
+                        .await
+                        .expect("datagram within 5 s")
+                        .expect("recv");
+                assert_eq!(n, 10 + *w as usize);
+                assert!(buf[..n].iter().all(|x| x == w));
+            }
+        }
+    }
+}

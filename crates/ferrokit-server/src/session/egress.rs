@@ -1,0 +1,334 @@
+//! Egress workers: forwarded packets are written into subscribers' peer
+//! connections by a few workers (one per core), not by a wake of each
+//! subscriber's task per packet.
+//!
+//! A session lives in a [`SessionCell`]: its task locks it to handle
+//! signal requests, datagrams and timers; a worker locks it to write a
+//! forwarded packet and drain what str0m transmits. A publisher's task hands
+//! each published packet to every worker that serves some of the track's
+//! subscribers, once per worker ([`EgressJob`]). The worker writes it into
+//! each of those sessions in turn, collects every transmit in one
+//! [`TxBatch`] and sends the batch with one `sendmmsg`. Per packet and
+//! subscriber that leaves one uncontended lock and str0m's own work, where a
+//! task per subscriber cost a channel hop, a task wake and poll, timer
+//! upkeep and a `sendto` each.
+//!
+//! The worker also runs str0m's timeouts for its sessions, from one timer
+//! queue: str0m's deadlines move with every packet written (its pacer, RTCP
+//! and SCTP timers), and a tokio timer per session woke each subscriber's
+//! task about once per forwarded audio packet. A due deadline that a later
+//! drain moved back costs a heap push, not a str0m round. A worker wakes a
+//! session's task only when the session has a signal message to send or is
+//! closing.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
+
+use super::{Session, STR0M_TIMER_EARLY};
+use crate::metrics::{MediaCounters, Metrics};
+use crate::net::TxBatch;
+use crate::sfu::ForwardPacket;
+
+/// Jobs queued per worker before new ones are dropped (about 0.4 s of a
+/// 3-layer 1080p publisher's packets for one worker).
+pub const JOB_QUEUE_LEN: usize = 4096;
+/// Jobs one worker wake takes before it sends its batch.
+const JOBS_PER_WAKE: usize = 64;
+
+/// A participant's session, shared by its task and the egress workers.
+/// Empty before the session starts and after it ends.
+pub struct SessionCell {
+    session: Mutex<Option<Session>>,
+    /// Wakes the session's task (see [`Session::needs_task`]).
+    pub(super) wake: Notify,
+    /// The egress worker that writes this participant's downtracks.
+    worker: usize,
+}
+
+impl SessionCell {
+    /// Locks the session (poisoning is survived: a panic in one step leaves
+    /// plain data behind, and the task goes on or ends as usual).
+    pub(super) fn lock(&self) -> MutexGuard<'_, Option<Session>> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Index of the worker that serves this subscriber.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+impl std::fmt::Debug for SessionCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCell")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One published packet for some subscribers of its track, all served by
+/// one worker.
+pub struct EgressJob {
+    /// The published track.
+    pub track_sid: Arc<str>,
+    /// The packet, shared by every downtrack.
+    pub packet: Arc<ForwardPacket>,
+    /// The subscribers (one list per track and worker, shared by its jobs).
+    pub subscribers: Arc<[Arc<SessionCell>]>,
+}
+
+/// One worker's inboxes, as the rest of the server sees them.
+struct WorkerHandle {
+    jobs: mpsc::Sender<EgressJob>,
+    /// str0m deadlines sooner than the one the worker holds for a session.
+    /// Unbounded: a lost one would stall the session's timers.
+    timers: mpsc::UnboundedSender<(Arc<SessionCell>, Instant)>,
+}
+
+/// The egress workers of a server.
+pub struct Egress {
+    workers: Vec<WorkerHandle>,
+    next: AtomicUsize,
+}
+
+impl Egress {
+    /// Starts `workers` (at least one) on the current runtime, sending on
+    /// `socket`.
+    pub fn start(socket: Arc<UdpSocket>, workers: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE_LEN);
+                let (timers, timers_rx) = mpsc::unbounded_channel();
+                let worker = Worker {
+                    jobs: Vec::with_capacity(JOBS_PER_WAKE),
+                    timers: BinaryHeap::new(),
+                    order: 0,
+                    batch: TxBatch::default(),
+                    counters: MediaCounters::default(),
+                };
+                tokio::spawn(worker.run(jobs_rx, timers_rx, socket.clone(), metrics.clone()));
+                WorkerHandle { jobs, timers }
+            })
+            .collect();
+        Arc::new(Self {
+            workers,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// An empty cell for a new participant, on the next worker in turn.
+    pub fn cell(&self) -> Arc<SessionCell> {
+        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        Arc::new(SessionCell {
+            session: Mutex::new(None),
+            wake: Notify::new(),
+            worker,
+        })
+    }
+
+    /// Queues `job` on `worker`. False if its queue is full (the workers
+    /// are behind: the packet is lost for these subscribers) or gone.
+    pub fn send(&self, worker: usize, job: EgressJob) -> bool {
+        self.workers
+            .get(worker)
+            .is_some_and(|w| w.jobs.try_send(job).is_ok())
+    }
+
+    /// Tells `cell`'s worker to run str0m's timeout for it at `at` (see
+    /// [`Session::note_timeout`]).
+    pub(super) fn schedule(&self, cell: &Arc<SessionCell>, at: Instant) {
+        if let Some(w) = self.workers.get(cell.worker) {
+            let _ = w.timers.send((cell.clone(), at));
+        }
+    }
+}
+
+/// Groups `cells` by their worker: entry `w` lists those served by worker `w`.
+pub fn by_worker(cells: &[Arc<SessionCell>], workers: usize) -> Vec<Arc<[Arc<SessionCell>]>> {
+    (0..workers)
+        .map(|w| cells.iter().filter(|c| c.worker == w).cloned().collect())
+        .collect()
+}
+
+/// A session's str0m deadline in a worker's timer queue; `order` breaks
+/// ties (first scheduled, first run).
+struct Deadline {
+    at: Instant,
+    order: u64,
+    cell: Arc<SessionCell>,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+/// One worker's state.
+struct Worker {
+    /// Jobs taken in one wake.
+    jobs: Vec<EgressJob>,
+    /// Sessions' str0m deadlines, soonest first. An entry whose deadline is
+    /// no longer the session's `scheduled` one is stale and skipped.
+    timers: BinaryHeap<Reverse<Deadline>>,
+    order: u64,
+    /// Every transmit of one wake.
+    batch: TxBatch,
+    counters: MediaCounters,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut jobs: mpsc::Receiver<EgressJob>,
+        mut timers: mpsc::UnboundedReceiver<(Arc<SessionCell>, Instant)>,
+        socket: Arc<UdpSocket>,
+        metrics: Arc<Metrics>,
+    ) {
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            // The timer follows the soonest deadline, reset only when it moves.
+            let soonest = self.timers.peek().map(|d| d.0.at);
+            if soonest != armed {
+                armed = soonest;
+                sleep.as_mut().reset(match soonest {
+                    Some(at) => (at - STR0M_TIMER_EARLY).into(),
+                    None => far(),
+                });
+            }
+            tokio::select! {
+                biased;
+                n = jobs.recv_many(&mut self.jobs, JOBS_PER_WAKE) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.write_jobs(Instant::now());
+                }
+                Some((cell, at)) = timers.recv() => self.push(cell, at),
+                _ = &mut sleep => {}
+            }
+            while let Ok((cell, at)) = timers.try_recv() {
+                self.push(cell, at);
+            }
+            self.run_timeouts(Instant::now());
+            let sent = self.batch.send(&socket);
+            if sent.dropped > 0 {
+                self.counters.forward_errors += sent.dropped as u64;
+                metrics.add(&mut self.counters);
+            }
+        }
+    }
+
+    fn push(&mut self, cell: Arc<SessionCell>, at: Instant) {
+        self.order += 1;
+        self.timers.push(Reverse(Deadline {
+            at,
+            order: self.order,
+            cell,
+        }));
+    }
+
+    /// Runs str0m's timeout for every session whose deadline is due (within
+    /// [`STR0M_TIMER_EARLY`]; str0m is given its own deadline) and drains it.
+    fn run_timeouts(&mut self, now: Instant) {
+        while self
+            .timers
+            .peek()
+            .is_some_and(|d| d.0.at <= now + STR0M_TIMER_EARLY)
+        {
+            let Some(Reverse(due)) = self.timers.pop() else {
+                break;
+            };
+            let (reschedule, wake) = {
+                let mut guard = due.cell.lock();
+                let Some(s) = guard.as_mut() else {
+                    continue;
+                };
+                if s.scheduled != Some(due.at) {
+                    continue; // Stale: a sooner deadline replaced it.
+                }
+                if s.str0m_next > now + STR0M_TIMER_EARLY {
+                    // A drain since moved str0m's deadline back.
+                    s.scheduled = Some(s.str0m_next);
+                    (s.str0m_next, false)
+                } else {
+                    let at = now.max(s.str0m_next);
+                    for pc in &mut s.pcs {
+                        let _ = pc.rtc.handle_input(str0m::Input::Timeout(at));
+                    }
+                    let next = s.drain_all(&mut self.batch);
+                    s.str0m_next = next;
+                    s.scheduled = Some(next);
+                    (next, s.needs_task())
+                }
+            };
+            if wake {
+                due.cell.wake.notify_one();
+            }
+            self.push(due.cell, reschedule);
+        }
+    }
+
+    /// Writes the jobs taken (emptied) into their subscribers' sessions and
+    /// drains them into the batch. Consecutive jobs for the same
+    /// subscribers (a burst of one track) are written subscriber by
+    /// subscriber, so each session is locked and drained once for the burst.
+    fn write_jobs(&mut self, now: Instant) {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        let mut start = 0;
+        while start < jobs.len() {
+            let subscribers = jobs[start].subscribers.clone();
+            let end = jobs[start..]
+                .iter()
+                .position(|j| !Arc::ptr_eq(&j.subscribers, &subscribers))
+                .map_or(jobs.len(), |n| start + n);
+            for cell in subscribers.iter() {
+                let (sooner, wake) = {
+                    let mut guard = cell.lock();
+                    let Some(session) = guard.as_mut() else {
+                        continue;
+                    };
+                    for job in &jobs[start..end] {
+                        session.forward(&job.track_sid, &job.packet, now);
+                    }
+                    let next = session.drain_all(&mut self.batch);
+                    (session.note_timeout(next), session.needs_task())
+                };
+                if let Some(at) = sooner {
+                    self.push(cell.clone(), at);
+                }
+                if wake {
+                    cell.wake.notify_one();
+                }
+            }
+            start = end;
+        }
+        jobs.clear();
+        self.jobs = jobs;
+    }
+}
