@@ -20,6 +20,16 @@ function inbound(remote, kind) {
   return t && t.stats.find((s) => s.type === 'inbound-rtp');
 }
 
+/**
+ * The m-sections of `kind` the server negotiated with a page: descriptions
+ * it sent (applied as remote) and the page's answers to them.
+ */
+function negotiated(sdps, kind) {
+  return sdps
+    .filter((d) => d.ok && d.sdp && (d.op === 'setRemoteDescription' || d.type === 'answer'))
+    .flatMap((d) => d.sdp.split(/(?=^m=)/m).filter((m) => m.startsWith(`m=${kind} `)));
+}
+
 describe('browser SDK media through ferrokit', () => {
   const h = new Harness('media');
   before(async () => { await h.start(); });
@@ -67,6 +77,19 @@ describe('browser SDK media through ferrokit', () => {
 
         assert.ok(later.v.frameWidth > 0 && later.v.frameHeight > 0,
           `frame size ${later.v.frameWidth}x${later.v.frameHeight}`);
+
+        // Transport-cc (send-side BWE feedback) on video only, as LiveKit
+        // negotiates it: no audio section the server negotiated carries its
+        // header extension or feedback, while video sections do.
+        const sdps = [...await pubPage.call('sdps'), ...await subPage.call('sdps')];
+        const audio = negotiated(sdps, 'audio');
+        const video = negotiated(sdps, 'video');
+        assert.ok(audio.length >= 2 && video.length >= 2, `${audio.length} audio, ${video.length} video sections`);
+        for (const m of audio) {
+          assert.doesNotMatch(m, /transport-wide-cc|\stransport-cc/, `audio section with transport-cc:\n${m}`);
+        }
+        assert.ok(video.some((m) => /transport-wide-cc/.test(m) && / transport-cc/.test(m)),
+          'no video section negotiated transport-cc');
         const local = await pubPage.call('localStats');
         const layers = (local.find((t) => t.kind === 'video')?.stats || [])
           .filter((s) => s.type === 'outbound-rtp')

@@ -192,7 +192,7 @@ fn bench_munge(c: &mut Criterion) {
 // fanout
 // ---------------------------------------------------------------------------
 
-/// What a subscriber task keeps per downtrack for the munge.
+/// What a subscriber's session keeps per downtrack for the munge.
 struct Sub {
     dt: Downtrack,
     rates: LayerRates,

@@ -112,7 +112,7 @@ struct SsrcInfo {
     clock_rate: u32,
 }
 
-/// A subscribed track as the subscriber task sees it.
+/// A subscribed track as the subscriber's session sees it.
 struct Subscribed {
     publisher: String,
     track: proto::TrackInfo,

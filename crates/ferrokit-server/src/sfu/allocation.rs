@@ -1,7 +1,7 @@
 //! Bandwidth allocation, sans-IO: which simulcast layer of each video
 //! track a subscriber's estimated bandwidth can carry.
 //!
-//! Each subscriber's task measures what every layer of its tracks costs
+//! Each subscriber's session measures what every layer of its tracks costs
 //! ([`LayerRates`], from the packets it sees) and takes the estimate of its
 //! outgoing bandwidth (str0m's TWCC-based BWE, transport-cc). [`allocate`]
 //! first gives every track its lowest live layer (a track is never paused
