@@ -313,8 +313,13 @@ impl Worker {
                     let Some(session) = guard.as_mut() else {
                         continue;
                     };
+                    let mut written = false;
                     for job in &jobs[start..end] {
-                        session.forward(&job.track_sid, &job.packet, now);
+                        written |= session.forward(&job.track_sid, &job.packet, now);
+                    }
+                    if !written {
+                        // Another layer: str0m has nothing new to send.
+                        continue;
                     }
                     let next = session.drain_all(&mut self.batch);
                     (session.note_timeout(next), session.needs_task())

@@ -332,14 +332,20 @@ impl Session {
     }
 
     /// Subscriber side: writes one forwarded packet of `track_sid` on its
-    /// downtrack (str0m sends it on the next drain).
-    pub(super) fn forward(&mut self, track_sid: &str, packet: &ForwardPacket, now: Instant) {
+    /// downtrack (str0m sends it on the next drain). False if nothing was
+    /// written (another layer, a paused or unnegotiated downtrack).
+    pub(super) fn forward(
+        &mut self,
+        track_sid: &str,
+        packet: &ForwardPacket,
+        now: Instant,
+    ) -> bool {
         let pc = self.sub_pc();
         let Some(sub) = self.subscribed.get_mut(track_sid) else {
-            return;
+            return false;
         };
         let (Some(mid), true) = (sub.mid, sub.active) else {
-            return;
+            return false;
         };
         sub.rates.on_packet(packet.layer, packet.payload.len());
         let f = sub.dt.on_packet(packet, now);
@@ -347,9 +353,9 @@ impl Session {
             let publisher = sub.publisher.clone();
             self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
         }
-        let Some(f) = f else { return };
+        let Some(f) = f else { return false };
         let Some(sub) = self.subscribed.get_mut(track_sid) else {
-            return;
+            return false;
         };
         let p = packet;
         // Payload type for this codec on this m-line; RED falls back to Opus.
@@ -371,7 +377,7 @@ impl Session {
                 let Some(found) = found else {
                     self.counters.forward_errors += 1;
                     self.warn_once("codec not negotiated by subscriber", mime(p.codec));
-                    return;
+                    return false;
                 };
                 sub.pt_cache = Some(found);
                 found
@@ -384,7 +390,7 @@ impl Session {
         let payload: Arc<[u8]> = if p.codec == Codec::Red && codec == Codec::Opus {
             match red_primary(&p.payload) {
                 Some(primary) => primary.into(),
-                None => return,
+                None => return false,
             }
         } else if let (Some(vp8), None) = (f.vp8, vp8_patch) {
             vp8.apply(&p.payload)
@@ -409,7 +415,7 @@ impl Session {
         self.counters.bytes_out += payload.len() as u64;
         let mut api = self.pcs[pc].rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-            return;
+            return false;
         };
         // Forwarded media goes out as it comes (the publisher paced it);
         // str0m's pacer would hold video to 1.1x the estimate.
@@ -422,5 +428,6 @@ impl Session {
             write = write.vp8_patch(patch);
         }
         tx.write_rtp(write);
+        true
     }
 }
