@@ -347,7 +347,7 @@ impl Link {
         let now = Instant::now();
         let server_addr: SocketAddr = "10.0.0.1:7882".parse().expect("addr");
         let client_addr: SocketAddr = "10.0.0.2:50000".parse().expect("addr");
-        let mut server = Peer::new(server_addr, now).expect("server peer");
+        let mut server = Peer::new(server_addr, now, true).expect("server peer");
         let mut client = Rtc::builder().set_rtp_mode(true).build(now);
         client.add_local_candidate(Candidate::host(client_addr, "udp").expect("candidate"));
 

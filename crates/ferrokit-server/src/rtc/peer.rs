@@ -90,13 +90,18 @@ pub struct Peer {
     local: SocketAddr,
     /// ICE + DTLS connected.
     pub connected: bool,
+    /// str0m's next timeout, as of the last drain of this connection.
+    pub next_timeout: Instant,
 }
 
 impl Peer {
     /// A new peer connection whose only candidate is the host candidate
-    /// `local` (node_ip:udp_port). Fails only if the candidate is invalid.
-    pub fn new(local: SocketAddr, now: Instant) -> Result<Self, PeerError> {
-        let mut rtc = Rtc::builder()
+    /// `local` (node_ip:udp_port), with send-side BWE when it will send
+    /// media (`sends_media`: not a dual-PC publisher connection, which only
+    /// receives; it still sends transport-cc feedback). Fails only if the
+    /// candidate is invalid.
+    pub fn new(local: SocketAddr, now: Instant, sends_media: bool) -> Result<Self, PeerError> {
+        let mut builder = Rtc::builder()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
@@ -116,10 +121,14 @@ impl Peer {
             // which also tells it the bitrate to probe for). Forwarded
             // media is not paced (see `Session::forward`); the pacer only
             // spaces probes and padding.
-            .enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)))
             // Egress stats carry the NACK counts for the metrics.
-            .set_stats_interval(Some(std::time::Duration::from_secs(5)))
-            .build(now);
+            .set_stats_interval(Some(std::time::Duration::from_secs(5)));
+        if sends_media {
+            // Without it, an idle receive-only connection still ran str0m's
+            // pacer and BWE timers every few ms.
+            builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)));
+        }
+        let mut rtc = builder.build(now);
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| PeerError::Invalid(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -131,6 +140,7 @@ impl Peer {
             channels: HashMap::new(),
             local,
             connected: false,
+            next_timeout: now,
         })
     }
 

@@ -277,11 +277,21 @@ impl Worker {
                     s.scheduled = Some(s.str0m_next);
                     (s.str0m_next, false)
                 } else {
+                    // Only the connections whose own deadline is due.
                     let at = now.max(s.str0m_next);
-                    for pc in &mut s.pcs {
-                        let _ = pc.rtc.handle_input(str0m::Input::Timeout(at));
+                    let mut due_pc = None;
+                    let mut due_count = 0;
+                    for (i, pc) in s.pcs.iter_mut().enumerate() {
+                        if pc.next_timeout <= now + STR0M_TIMER_EARLY {
+                            let _ = pc
+                                .rtc
+                                .handle_input(str0m::Input::Timeout(at.max(pc.next_timeout)));
+                            due_pc = Some(i);
+                            due_count += 1;
+                        }
                     }
-                    let next = s.drain_all(&mut self.batch);
+                    let only = if due_count == 1 { due_pc } else { None };
+                    let next = s.drain(only, &mut self.batch);
                     s.str0m_next = next;
                     s.scheduled = Some(next);
                     (next, s.needs_task())
@@ -321,7 +331,8 @@ impl Worker {
                         // Another layer: str0m has nothing new to send.
                         continue;
                     }
-                    let next = session.drain_all(&mut self.batch);
+                    let sub_pc = session.sub_pc();
+                    let next = session.drain(Some(sub_pc), &mut self.batch);
                     (session.note_timeout(next), session.needs_task())
                 };
                 if let Some(at) = sooner {

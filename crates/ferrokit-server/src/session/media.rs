@@ -53,13 +53,25 @@ fn mime(codec: Codec) -> &'static str {
 impl Session {
     /// Drains every peer connection: transmits go to `batch` (the caller
     /// sends it), events are handled, until nothing is left. Returns the
-    /// next str0m timeout.
+    /// next str0m timeout of all of them.
     pub(super) fn drain_all(&mut self, batch: &mut TxBatch) -> Instant {
+        self.drain(None, batch)
+    }
+
+    /// Drains peer connection `only` (all of them when None, or once an
+    /// event was handled), as [`Session::drain_all`]. An egress worker
+    /// that wrote to the subscriber PC drains just that one: with two peer
+    /// connections, polling the idle publisher PC too doubled str0m's work
+    /// per forwarded packet.
+    pub(super) fn drain(&mut self, only: Option<usize>, batch: &mut TxBatch) -> Instant {
         let mut events = std::mem::take(&mut self.events);
-        let next = loop {
+        let mut only = only;
+        loop {
             let now = Instant::now();
-            let mut next = now + Duration::from_secs(1);
             for (i, pc) in self.pcs.iter_mut().enumerate() {
+                if only.is_some_and(|o| o != i) {
+                    continue;
+                }
                 let mut rounds = 0;
                 loop {
                     match pc.rtc.poll_output() {
@@ -73,11 +85,12 @@ impl Session {
                             rounds += 1;
                             // str0m ignores a time before one it was given.
                             if pc.rtc.handle_input(Input::Timeout(t.max(now))).is_err() {
+                                pc.next_timeout = now + Duration::from_secs(1);
                                 break;
                             }
                         }
                         Ok(Output::Timeout(t)) => {
-                            next = next.min(t);
+                            pc.next_timeout = t;
                             break;
                         }
                         Ok(Output::Transmit(t)) => batch.push(t.destination, t.contents),
@@ -85,20 +98,28 @@ impl Session {
                         Err(e) => {
                             tracing::warn!(participant = %self.sid, "peer connection failed: {e}");
                             pc.rtc.disconnect();
+                            pc.next_timeout = now + Duration::from_secs(1);
                             break;
                         }
                     }
                 }
             }
             if events.is_empty() {
-                break next;
+                break;
             }
+            // An event may act on any peer connection: drain them all next.
+            only = None;
             for (i, e) in events.drain(..) {
                 self.on_event(i, e);
             }
-        };
+        }
         self.events = events;
-        next
+        let idle = Instant::now() + Duration::from_secs(1);
+        self.pcs
+            .iter()
+            .map(|pc| pc.next_timeout)
+            .min()
+            .unwrap_or(idle)
     }
 
     pub(super) fn on_datagram(&mut self, d: Datagram) {

@@ -312,7 +312,8 @@ impl Session {
         let count = if single_pc { 1 } else { 2 };
         let mut pcs = Vec::with_capacity(count);
         for i in 0..count {
-            let peer = Peer::new(ctx.candidate_addr, now)?;
+            // Dual PC: the publisher connection (0) only receives.
+            let peer = Peer::new(ctx.candidate_addr, now, single_pc || i == 1)?;
             ctx.mux.register(&peer.ufrag, i, udp_tx.clone());
             pcs.push(peer);
         }
