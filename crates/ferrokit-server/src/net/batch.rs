@@ -1,9 +1,11 @@
-//! Batched UDP sends: the datagrams of many peers, each to its own
-//! destination, in one `sendmmsg(2)` call instead of one `sendto(2)` each.
+//! Batched UDP: the datagrams of many peers, each to its own destination,
+//! in one `sendmmsg(2)` call instead of one `sendto(2)` each, and up to
+//! [`RX_BATCH`] received with one `recvmmsg(2)`.
 //!
 //! The egress workers collect what str0m transmits for every subscriber of
 //! a forwarded packet and send it all at once; a session task does the same
-//! with what one of its wakes produced.
+//! with what one of its wakes produced. The shared port's receive loop takes
+//! whatever the kernel has queued in one call.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +17,11 @@ use tokio::net::UdpSocket;
 
 /// Most messages one `sendmmsg` call takes (the kernel's `UIO_MAXIOV`).
 const MAX_PER_CALL: usize = 1024;
+/// Datagrams one `recvmmsg` call takes.
+pub const RX_BATCH: usize = 32;
+/// Bytes per received datagram: above any MTU we announce (a longer
+/// datagram is truncated, and then fails to parse).
+pub const RX_BUF_LEN: usize = 2048;
 
 /// Datagrams waiting to be sent, in order.
 #[derive(Default)]
@@ -131,6 +138,108 @@ fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Resul
     }
 }
 
+/// Buffers for receiving up to [`RX_BATCH`] datagrams in one call.
+pub struct RxBatch {
+    bufs: Vec<u8>,
+    received: Vec<(Option<SocketAddr>, usize)>,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        Self {
+            bufs: vec![0; RX_BATCH * RX_BUF_LEN],
+            received: Vec::with_capacity(RX_BATCH),
+        }
+    }
+}
+
+impl RxBatch {
+    /// Receives what is queued on `socket` (at most [`RX_BATCH`]) without
+    /// waiting; `WouldBlock` when nothing is (the caller awaits
+    /// `readable()`). Returns how many datagrams [`RxBatch::get`] holds.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        let received = socket.try_io(Interest::READABLE, || {
+            recvmmsg(socket, &mut self.bufs, &mut self.received)
+        })?;
+        Ok(received)
+    }
+
+    /// Datagram `i` of the last [`RxBatch::recv`]: its source (None for an
+    /// address family we do not speak) and contents.
+    pub fn get(&self, i: usize) -> Option<(Option<SocketAddr>, &[u8])> {
+        let (source, len) = *self.received.get(i)?;
+        let start = i * RX_BUF_LEN;
+        self.bufs
+            .get(start..start + len.min(RX_BUF_LEN))
+            .map(|b| (source, b))
+    }
+}
+
+/// One `recvmmsg(2)` into `bufs` (consecutive [`RX_BUF_LEN`] slots);
+/// appends each datagram's source and length to `out`.
+///
+/// The workspace denies `unsafe`; this and [`sendmmsg`] are its exceptions,
+/// the FFI calls themselves.
+#[allow(unsafe_code)]
+fn recvmmsg(
+    socket: &UdpSocket,
+    bufs: &mut [u8],
+    out: &mut Vec<(Option<SocketAddr>, usize)>,
+) -> io::Result<usize> {
+    use socket2::SockAddrStorage;
+    use std::os::fd::AsRawFd;
+    let slots = (bufs.len() / RX_BUF_LEN).min(RX_BATCH);
+    let mut names: Vec<SockAddrStorage> = (0..slots).map(|_| SockAddrStorage::zeroed()).collect();
+    let mut iovecs: Vec<libc::iovec> = bufs
+        .chunks_exact_mut(RX_BUF_LEN)
+        .take(slots)
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = names
+        .iter_mut()
+        .zip(iovecs.iter_mut())
+        .map(|(name, iov)| {
+            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = name as *mut SockAddrStorage as *mut libc::c_void;
+            hdr.msg_namelen = std::mem::size_of::<SockAddrStorage>() as libc::socklen_t;
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            }
+        })
+        .collect();
+    // SAFETY: each header's name and iovec point into `names` and `bufs`
+    // (through `iovecs`), which outlive the call and are as long as the
+    // lengths given; MSG_DONTWAIT: the socket is non-blocking anyway.
+    let n = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    for (msg, name) in msgs.iter().zip(names).take(n) {
+        // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes
+        // into `name`.
+        let addr = unsafe { socket2::SockAddr::new(name, msg.msg_hdr.msg_namelen) };
+        out.push((addr.as_socket(), msg.msg_len as usize));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +285,40 @@ mod tests {
                 assert!(buf[..n].iter().all(|x| x == w));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn receives_several_datagrams_in_one_call() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = rx.local_addr().expect("addr");
+        for i in 0..3u8 {
+            tx.send_to(&[i; 7], to).await.expect("send");
+        }
+        let mut batch = RxBatch::default();
+        let mut got = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while got.len() < 3 {
+                rx.readable().await.expect("readable");
+                match batch.recv(&rx) {
+                    Ok(n) => {
+                        for i in 0..n {
+                            let (source, contents) = batch.get(i).expect("datagram");
+                            got.push((source, contents.to_vec()));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("recvmmsg: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("three datagrams within 5 s");
+        let from = tx.local_addr().expect("addr");
+        for (i, (source, contents)) in got.iter().enumerate() {
+            assert_eq!(*source, Some(from));
+            assert_eq!(contents, &vec![i as u8; 7]);
+        }
+        assert_eq!(got.len(), 3);
     }
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::batch::RxBatch;
 use super::stun;
 
 /// One received datagram, for the transport that owns its 5-tuple.
@@ -131,29 +132,39 @@ impl UdpMux {
     }
 
     async fn recv_loop(self) {
-        let mut buf = vec![0u8; 2048];
+        let mut batch = RxBatch::default();
         loop {
-            let (n, source) = match self.socket.recv_from(&mut buf).await {
-                Ok(v) => v,
+            if let Err(e) = self.socket.readable().await {
+                tracing::warn!("udp: socket not readable: {e}");
+                return;
+            }
+            let n = match batch.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     // ICMP port unreachable and the like surface here; keep going.
                     tracing::debug!("udp recv: {e}");
                     continue;
                 }
             };
-            let contents = &buf[..n];
-            let Some(route) = self.route(source, contents) else {
-                tracing::trace!(%source, "datagram from unknown source dropped");
-                continue;
-            };
-            let d = Datagram {
-                pc: route.pc,
-                source,
-                at: Instant::now(),
-                contents: contents.to_vec(),
-            };
-            if route.tx.try_send(d).is_err() {
-                tracing::debug!(%source, "participant queue full, datagram dropped");
+            let at = Instant::now();
+            for i in 0..n {
+                let Some((Some(source), contents)) = batch.get(i) else {
+                    continue;
+                };
+                let Some(route) = self.route(source, contents) else {
+                    tracing::trace!(%source, "datagram from unknown source dropped");
+                    continue;
+                };
+                let d = Datagram {
+                    pc: route.pc,
+                    source,
+                    at,
+                    contents: contents.to_vec(),
+                };
+                if route.tx.try_send(d).is_err() {
+                    tracing::debug!(%source, "participant queue full, datagram dropped");
+                }
             }
         }
     }
