@@ -19,7 +19,7 @@ Usage (from the repository root; builds release binaries first):
   python3 bench/run.py                      # every scenario
   python3 bench/run.py audio-200 video-10   # some
   python3 bench/run.py --list
-Results: a table on stdout and bench/results/<date>-<scenario set>.json.
+Results: a table on stdout and bench/results/<date>-<commit>-<scenario set>.json.
 Only the Python standard library is used.
 """
 
@@ -105,14 +105,14 @@ def sample(pid, metrics_url):
             "out": packets_out(metrics_url)}
 
 
-def run_scenario(name, duration, dual_pc):
+def run_scenario(name, duration, dual_pc, binary=BIN):
     args, participants, _ = SCENARIOS[name]
     http_port, udp_port, prom_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
         cfg.write(f"prometheus_port: {prom_port}\n")
     log = open(os.path.join(tempfile.gettempdir(), f"ferrokit-bench-{name}.log"), "w")
     server = subprocess.Popen(
-        [BIN, "serve", "--dev", "--config", cfg.name, "--port", str(http_port),
+        [binary, "serve", "--dev", "--config", cfg.name, "--port", str(http_port),
          "--udp-port", str(udp_port)],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
@@ -122,6 +122,7 @@ def run_scenario(name, duration, dual_pc):
                 prom_port, time.monotonic() + 5):
             raise RuntimeError(f"server did not start; see {log.name}")
         idle_rss = rss_bytes(server.pid)
+        # The load generator is always this tree's: only the server varies.
         cmd = [BIN, "load-test", "--url", f"ws://127.0.0.1:{http_port}", "--room", name,
                "--duration", str(duration), "--json", *args]
         if dual_pc:
@@ -246,8 +247,12 @@ def main():
                     help="runs per scenario; the table shows the run with the median CPU per "
                          "packet and the range of all (this VM varies by +-20 %% run to run)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--against", metavar="BINARY",
+                    help="also run each scenario on this server binary (another commit's "
+                         "release build), alternating runs with this tree's: an A/B "
+                         "comparison under the same machine conditions")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--out", help="JSON path (default bench/results/<date>-<names>.json)")
+    ap.add_argument("--out", help="JSON path (default bench/results/<date>-<commit>-<names>.json)")
     a = ap.parse_args()
     if a.list:
         for k, (_, _, d) in SCENARIOS.items():
@@ -260,27 +265,37 @@ def main():
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "ferrokit"], cwd=ROOT, check=True)
     results, failed = [], []
+    binaries = [("this", BIN)] + ([("against", os.path.abspath(a.against))] if a.against else [])
     for n in names:
-        runs = []
+        runs = {label: [] for label, _ in binaries}
         for i in range(max(1, a.repeat)):
-            print(f"running {n} ({i + 1}/{a.repeat}): {SCENARIOS[n][2]} ...", file=sys.stderr,
-                  flush=True)
-            try:
-                runs.append(run_scenario(n, a.duration, a.dual_pc))
-            except RuntimeError as e:
-                print(f"  failed: {e}", file=sys.stderr)
-        if not runs:
-            failed.append(n)
-            continue
-        results.append(median_run(runs))
+            for label, binary in binaries:
+                print(f"running {n} ({i + 1}/{a.repeat}, {label}): {SCENARIOS[n][2]} ...",
+                      file=sys.stderr, flush=True)
+                try:
+                    runs[label].append(run_scenario(n, a.duration, a.dual_pc, binary))
+                except RuntimeError as e:
+                    print(f"  failed: {e}", file=sys.stderr)
+        for label, binary in binaries:
+            if not runs[label]:
+                failed.append(n if label == "this" else f"{n} (against)")
+                continue
+            row = median_run(runs[label])
+            if label != "this":
+                row["scenario"] = f"{n}*"
+                row["binary"] = binary
+            results.append(row)
     print(table(results))
+    if a.against:
+        print(f"* = {a.against}")
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "duration_s": a.duration, "repeat": a.repeat,
            "results": results, "failed": failed}
     label = "all" if not a.scenarios else "+".join(names)
     mode = "-dual-pc" if a.dual_pc else ""
-    out = a.out or os.path.join(ROOT, "bench", "results",
-                                f"{datetime.date.today()}-{label}{mode}.json")
+    out = a.out or os.path.join(
+        ROOT, "bench", "results",
+        f"{datetime.date.today()}-{doc['machine']['commit']}-{label}{mode}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(doc, f, indent=1)
