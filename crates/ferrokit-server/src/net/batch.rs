@@ -107,18 +107,7 @@ fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Resul
     let mut msgs: Vec<libc::mmsghdr> = items
         .iter()
         .zip(iovecs.iter_mut())
-        .map(|((addr, _), iov)| {
-            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            hdr.msg_namelen = addr.len();
-            hdr.msg_iov = iov;
-            hdr.msg_iovlen = 1;
-            libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            }
-        })
+        .map(|((addr, _), iov)| mmsghdr(addr.as_ptr() as *mut libc::c_void, addr.len(), iov))
         .collect();
     // SAFETY: `msgs` holds `msgs.len()` headers whose name and iovec
     // pointers point into `items` and `iovecs`, which outlive the call; the
@@ -135,6 +124,26 @@ fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Resul
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// One message header for `sendmmsg`/`recvmmsg`: the socket address at
+/// `name` (`name_len` bytes) and the single buffer `iov`.
+#[allow(unsafe_code)]
+fn mmsghdr(
+    name: *mut libc::c_void,
+    name_len: libc::socklen_t,
+    iov: &mut libc::iovec,
+) -> libc::mmsghdr {
+    // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = name;
+    hdr.msg_namelen = name_len;
+    hdr.msg_iov = iov;
+    hdr.msg_iovlen = 1;
+    libc::mmsghdr {
+        msg_hdr: hdr,
+        msg_len: 0,
     }
 }
 
@@ -179,8 +188,8 @@ impl RxBatch {
 /// One `recvmmsg(2)` into `bufs` (consecutive [`RX_BUF_LEN`] slots);
 /// appends each datagram's source and length to `out`.
 ///
-/// The workspace denies `unsafe`; this and [`sendmmsg`] are its exceptions,
-/// the FFI calls themselves.
+/// The workspace denies `unsafe`; the exceptions are the FFI calls
+/// themselves ([`sendmmsg`], this one, [`mmsghdr`]).
 #[allow(unsafe_code)]
 fn recvmmsg(
     socket: &UdpSocket,
@@ -203,16 +212,8 @@ fn recvmmsg(
         .iter_mut()
         .zip(iovecs.iter_mut())
         .map(|(name, iov)| {
-            // SAFETY: an all-zero msghdr is valid (no control data, no flags).
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_name = name as *mut SockAddrStorage as *mut libc::c_void;
-            hdr.msg_namelen = std::mem::size_of::<SockAddrStorage>() as libc::socklen_t;
-            hdr.msg_iov = iov;
-            hdr.msg_iovlen = 1;
-            libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            }
+            let len = std::mem::size_of::<SockAddrStorage>() as libc::socklen_t;
+            mmsghdr(name as *mut SockAddrStorage as *mut libc::c_void, len, iov)
         })
         .collect();
     // SAFETY: each header's name and iovec point into `names` and `bufs`

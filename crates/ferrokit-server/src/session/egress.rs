@@ -348,3 +348,45 @@ impl Worker {
         self.jobs = jobs;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cells_take_workers_in_turn_and_group_by_worker() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let egress = Egress::start(socket, 2, Arc::new(Metrics::new()));
+        assert_eq!(egress.workers(), 2);
+        let cells: Vec<_> = (0..5).map(|_| egress.cell()).collect();
+        let workers: Vec<usize> = cells.iter().map(|c| c.worker()).collect();
+        assert_eq!(workers, vec![0, 1, 0, 1, 0]);
+        let groups = by_worker(&cells, egress.workers());
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].len(), 3);
+        assert_eq!(groups[1].len(), 2);
+        assert!(Arc::ptr_eq(&groups[0][1], &cells[2]));
+        assert!(Arc::ptr_eq(&groups[1][1], &cells[3]));
+        // An empty cell (session not started or ended) is skipped by the
+        // worker, and a job for it is still accepted.
+        assert!(cells[0].lock().is_none());
+        let job = EgressJob {
+            track_sid: Arc::from("TR_x"),
+            packet: Arc::new(crate::sfu::ForwardPacket {
+                layer: 0,
+                seq: 1,
+                timestamp: 0,
+                marker: false,
+                keyframe: false,
+                codec: crate::sfu::Codec::Opus,
+                clock_rate: 48_000,
+                audio_level: None,
+                payload: Arc::from(&[0u8; 10][..]),
+                dependency_descriptor: None,
+                arrival: Instant::now(),
+            }),
+            subscribers: groups[0].clone(),
+        };
+        assert!(egress.send(0, job));
+    }
+}
