@@ -209,7 +209,7 @@ impl Session {
             let nacks = st.nacks.saturating_sub(seen.1);
             *seen = (st.packets, st.nacks);
             if let Some(loss) = crate::sfu::quality::nack_loss(packets, nacks) {
-                q.window.add_loss(loss);
+                q.window.add_video_loss(loss);
             }
         }
     }

@@ -9,11 +9,12 @@
 //! do: above 4.1 EXCELLENT, above 3.6 GOOD, else POOR. A participant that
 //! publishes but whose media stopped arriving for a whole window is LOST.
 //!
-//! Penalties (our own model, not LiveKit's): 0.5 per wanted simulcast
-//! layer the publisher stopped sending, 12 points per unit of loss
-//! fraction (2% loss costs 0.24, 5% costs 0.6, 10% costs 1.2), 1 point
-//! per 100 ms of jitter beyond 30 ms, 1 point per 500 ms of round-trip
-//! time beyond 300 ms.
+//! Loss takes a stream to GOOD and POOR at livekit-server's loss levels
+//! (`getPacketLossWeight` in `pkg/sfu/connectionquality`): video at 2 %
+//! and 6 %, Opus audio at 2.5 % and 7.5 % ([`loss_penalty`]). The other
+//! penalties are our own model: 0.5 per wanted simulcast layer the
+//! publisher stopped sending, 1 point per 100 ms of jitter beyond 30 ms,
+//! 1 point per 500 ms of round-trip time beyond 300 ms.
 
 use livekit_protocol as proto;
 
@@ -38,12 +39,37 @@ pub const MISSING_LAYER_PENALTY: f32 = 0.5;
 
 /// Best score: a clean link.
 pub const MAX_SCORE: f32 = 4.5;
+/// Scores above this are EXCELLENT.
+const EXCELLENT_ABOVE: f32 = 4.1;
+/// Scores above this (and not above [`EXCELLENT_ABOVE`]) are GOOD.
+const GOOD_ABOVE: f32 = 3.6;
+
+/// Video loss fraction at which a stream falls to GOOD, and to POOR.
+pub const VIDEO_LOSS_LEVELS: (f32, f32) = (0.02, 0.06);
+/// Opus audio loss fraction at which a stream falls to GOOD, and to POOR.
+pub const AUDIO_LOSS_LEVELS: (f32, f32) = (0.025, 0.075);
+
+/// Score lost to a loss fraction, given the fractions `(good, poor)` at
+/// which a stream falls to GOOD and to POOR: linear up to `good` (where
+/// it costs exactly the margin to GOOD), then linear up to `poor` (the
+/// margin to POOR), and on at that second slope.
+pub fn loss_penalty(loss: f32, (good, poor): (f32, f32)) -> f32 {
+    let to_good = MAX_SCORE - EXCELLENT_ABOVE;
+    let to_poor = MAX_SCORE - GOOD_ABOVE;
+    if loss <= good {
+        loss / good * to_good
+    } else {
+        to_good + (loss - good) / (poor - good) * (to_poor - to_good)
+    }
+}
 
 /// The worst stream statistics seen over one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QualityWindow {
-    /// Worst loss fraction (0..1) of any stream.
-    pub loss: f32,
+    /// Worst loss fraction (0..1) of any video stream.
+    pub video_loss: f32,
+    /// Worst loss fraction (0..1) of any audio stream.
+    pub audio_loss: f32,
     /// Worst interarrival jitter of any stream, ms.
     pub jitter_ms: f32,
     /// Worst round-trip time, ms.
@@ -60,7 +86,8 @@ pub struct QualityWindow {
 
 impl QualityWindow {
     /// Adds one stream's report: loss fraction (0..1), jitter in RTP
-    /// timestamp units at `clock_rate` Hz, round-trip time.
+    /// timestamp units at `clock_rate` Hz, round-trip time. A 90 kHz
+    /// stream is video, any other clock rate audio.
     pub fn add(
         &mut self,
         loss: Option<f32>,
@@ -69,7 +96,12 @@ impl QualityWindow {
         rtt: Option<std::time::Duration>,
     ) {
         if let Some(l) = loss.filter(|l| l.is_finite()) {
-            self.loss = self.loss.max(l.clamp(0.0, 1.0));
+            let worst = if clock_rate == 90_000 {
+                &mut self.video_loss
+            } else {
+                &mut self.audio_loss
+            };
+            *worst = worst.max(l.clamp(0.0, 1.0));
         }
         if let (Some(j), true) = (jitter_ticks, clock_rate > 0) {
             let ms = j as f32 * 1000.0 / clock_rate as f32;
@@ -80,10 +112,11 @@ impl QualityWindow {
         }
     }
 
-    /// Adds a loss fraction seen another way (e.g. [`nack_loss`]).
-    pub fn add_loss(&mut self, loss: f32) {
+    /// Adds a video stream's loss fraction seen another way
+    /// ([`nack_loss`]).
+    pub fn add_video_loss(&mut self, loss: f32) {
         if loss.is_finite() {
-            self.loss = self.loss.max(loss.clamp(0.0, 1.0));
+            self.video_loss = self.video_loss.max(loss.clamp(0.0, 1.0));
         }
     }
 
@@ -103,7 +136,8 @@ impl QualityWindow {
 
     /// The window's score (1.0 ..= [`MAX_SCORE`]).
     pub fn score(&self) -> f32 {
-        let loss = 12.0 * self.loss;
+        let loss = loss_penalty(self.video_loss, VIDEO_LOSS_LEVELS)
+            .max(loss_penalty(self.audio_loss, AUDIO_LOSS_LEVELS));
         let jitter = (self.jitter_ms - 30.0).max(0.0) / 100.0;
         let rtt = (self.rtt_ms - 300.0).max(0.0) / 500.0;
         let layers = MISSING_LAYER_PENALTY * self.missing_layers as f32;
@@ -117,9 +151,9 @@ impl QualityWindow {
             return Q::Lost;
         }
         let s = self.score();
-        if s > 4.1 {
+        if s > EXCELLENT_ABOVE {
             Q::Excellent
-        } else if s > 3.6 {
+        } else if s > GOOD_ABOVE {
             Q::Good
         } else {
             Q::Poor
@@ -164,7 +198,7 @@ mod tests {
         assert_eq!(nack_loss(100, 500), Some(1.0));
         let mut w = QualityWindow::default();
         w.add(Some(0.0), None, 90_000, None);
-        w.add_loss(0.05);
+        w.add_video_loss(0.05);
         // 5% loss seen only through NACKs is not excellent.
         assert!(w.score() <= 4.1 && w.score() > 3.6, "{}", w.score());
     }
@@ -172,14 +206,36 @@ mod tests {
     #[test]
     fn loss_lowers_quality_by_worst_stream() {
         let mut w = QualityWindow::default();
-        w.add(Some(0.01), None, 0, None);
+        w.add(Some(0.01), None, 48_000, None);
         assert_eq!(w.quality(), Q::Excellent);
-        w.add(Some(0.05), None, 0, None);
+        w.add(Some(0.05), None, 48_000, None);
         assert_eq!(w.quality(), Q::Good);
-        w.add(Some(0.10), None, 0, None);
+        w.add(Some(0.10), None, 48_000, None);
         assert_eq!(w.quality(), Q::Poor);
-        w.add(Some(f32::NAN), None, 0, None);
-        assert!((w.loss - 0.10).abs() < 1e-6);
+        w.add(Some(f32::NAN), None, 48_000, None);
+        assert!((w.audio_loss - 0.10).abs() < 1e-6);
+        assert_eq!(w.video_loss, 0.0);
+    }
+
+    #[test]
+    fn loss_levels_are_livekits_per_kind() {
+        let at = |loss: f32, clock_rate: u32| {
+            let mut w = QualityWindow::default();
+            w.add(Some(loss), None, clock_rate, None);
+            w.quality()
+        };
+        // Video: GOOD from 2 %, POOR from 6 %.
+        assert_eq!(at(0.019, 90_000), Q::Excellent);
+        assert_eq!(at(0.021, 90_000), Q::Good);
+        assert_eq!(at(0.059, 90_000), Q::Good);
+        assert_eq!(at(0.061, 90_000), Q::Poor);
+        // Opus: GOOD from 2.5 %, POOR from 7.5 %.
+        assert_eq!(at(0.024, 48_000), Q::Excellent);
+        assert_eq!(at(0.026, 48_000), Q::Good);
+        assert_eq!(at(0.074, 48_000), Q::Good);
+        assert_eq!(at(0.076, 48_000), Q::Poor);
+        assert_eq!(loss_penalty(0.0, VIDEO_LOSS_LEVELS), 0.0);
+        assert!(loss_penalty(1.0, VIDEO_LOSS_LEVELS) > MAX_SCORE);
     }
 
     #[test]
