@@ -272,27 +272,26 @@ impl Worker {
                 if s.scheduled != Some(due.at) {
                     continue; // Stale: a sooner deadline replaced it.
                 }
-                if s.str0m_next > now + STR0M_TIMER_EARLY {
+                let current = s.next_timeout();
+                if current > now + STR0M_TIMER_EARLY {
                     // A drain since moved str0m's deadline back.
-                    s.scheduled = Some(s.str0m_next);
-                    (s.str0m_next, false)
+                    s.scheduled = Some(current);
+                    (current, false)
                 } else {
-                    // Only the connections whose own deadline is due.
-                    let at = now.max(s.str0m_next);
+                    // Only the connections whose own deadline is due, each
+                    // given that deadline (str0m's own time) or now.
                     let mut due_pc = None;
                     let mut due_count = 0;
                     for (i, pc) in s.pcs.iter_mut().enumerate() {
                         if pc.next_timeout <= now + STR0M_TIMER_EARLY {
-                            let _ = pc
-                                .rtc
-                                .handle_input(str0m::Input::Timeout(at.max(pc.next_timeout)));
+                            let at = now.max(pc.next_timeout);
+                            let _ = pc.rtc.handle_input(str0m::Input::Timeout(at));
                             due_pc = Some(i);
                             due_count += 1;
                         }
                     }
                     let only = if due_count == 1 { due_pc } else { None };
                     let next = s.drain(only, &mut self.batch);
-                    s.str0m_next = next;
                     s.scheduled = Some(next);
                     (next, s.needs_task())
                 }

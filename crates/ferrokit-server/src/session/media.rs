@@ -114,12 +114,17 @@ impl Session {
             }
         }
         self.events = events;
-        let idle = Instant::now() + Duration::from_secs(1);
+        self.next_timeout()
+    }
+
+    /// str0m's next timeout over every peer connection, as of their last
+    /// drains.
+    pub(super) fn next_timeout(&self) -> Instant {
         self.pcs
             .iter()
             .map(|pc| pc.next_timeout)
             .min()
-            .unwrap_or(idle)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
     }
 
     pub(super) fn on_datagram(&mut self, d: Datagram) {

@@ -173,8 +173,6 @@ pub struct Session {
     bwe_bps: Option<u64>,
     /// Subscriber side: bandwidth allocation state.
     bandwidth: control::BandwidthState,
-    /// str0m's next timeout, as of the last drain.
-    str0m_next: Instant,
     /// The deadline the egress worker's timer holds for this session
     /// (None: none yet).
     scheduled: Option<Instant>,
@@ -343,7 +341,6 @@ impl Session {
             quality: control::QualityState::new(now),
             bwe_bps: None,
             bandwidth: Default::default(),
-            str0m_next: now,
             scheduled: None,
         };
         Ok((session, Inboxes { ctrl, udp: udp_rx }))
@@ -538,7 +535,6 @@ impl Session {
     /// egress worker must be told (it holds no deadline for this session,
     /// or a later one); the session then counts it as scheduled.
     pub(super) fn note_timeout(&mut self, next: Instant) -> Option<Instant> {
-        self.str0m_next = next;
         if self.scheduled.is_some_and(|d| d <= next) {
             return None;
         }
