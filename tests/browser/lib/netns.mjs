@@ -19,7 +19,8 @@ import { existsSync } from 'node:fs';
 
 const TABLE = 'fkloss';
 
-function run(cmd, args, input) {
+/** Runs a command (15 s bound); its stdout, or an error with its stderr. */
+export function run(cmd, args, input) {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 15_000 });
   } catch (e) {

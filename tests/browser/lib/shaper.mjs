@@ -6,21 +6,13 @@
 // through class 1:20 (a rate limit with a ~150 ms byte queue: a shaper
 // like a real bottleneck link, so delay grows before anything is dropped).
 // Needs root (tc, nft); run by the process inside the namespace.
-import { execFileSync } from 'node:child_process';
+import { run } from './netns.mjs';
 
 const TABLE = 'fkshape';
 // Tokens the limited class may save up: about one packet, so that it
 // serializes like a link. With 4 KB, a 15 ms BWE probe passed at line rate
 // and measured up to 1.6 Mbit/s through a 700 kbit/s limit.
 const BURST = '1600';
-
-function run(cmd, args, input) {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input, timeout: 15_000 });
-  } catch (e) {
-    throw new Error(`${cmd} ${args.join(' ')} failed: ${(e.stderr || e.message || '').trim()}`);
-  }
-}
 
 export class Shaper {
   /** Limits UDP sent from `udpPort` on lo; `unlimitedKbit` is "no limit". */
