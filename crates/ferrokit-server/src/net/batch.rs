@@ -15,8 +15,10 @@ use str0m::net::DatagramSend;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-/// Most messages one `sendmmsg` call takes (the kernel's `UIO_MAXIOV`).
-const MAX_PER_CALL: usize = 1024;
+/// Most messages one `sendmmsg` call takes: its headers live on the
+/// stack (~5 KiB), so a call allocates nothing; a larger batch takes a few
+/// calls.
+const MAX_PER_CALL: usize = 64;
 /// Datagrams one `recvmmsg` call takes.
 pub const RX_BATCH: usize = 32;
 /// Bytes per received datagram: above any MTU we announce (a longer
@@ -97,26 +99,24 @@ impl TxBatch {
 #[allow(unsafe_code)]
 fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
-    let mut iovecs: Vec<libc::iovec> = items
-        .iter()
-        .map(|(_, d)| libc::iovec {
+    let count = items.len().min(MAX_PER_CALL);
+    let mut iovecs = [EMPTY_IOVEC; MAX_PER_CALL];
+    let mut msgs: [libc::mmsghdr; MAX_PER_CALL] = std::array::from_fn(|_| empty_mmsghdr());
+    for ((msg, iov), (addr, d)) in msgs.iter_mut().zip(iovecs.iter_mut()).zip(items) {
+        *iov = libc::iovec {
             iov_base: d.as_ptr() as *mut libc::c_void,
             iov_len: d.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = items
-        .iter()
-        .zip(iovecs.iter_mut())
-        .map(|((addr, _), iov)| mmsghdr(addr.as_ptr() as *mut libc::c_void, addr.len(), iov))
-        .collect();
-    // SAFETY: `msgs` holds `msgs.len()` headers whose name and iovec
-    // pointers point into `items` and `iovecs`, which outlive the call; the
-    // kernel only reads them (and writes `msg_len`).
+        };
+        *msg = mmsghdr(addr.as_ptr() as *mut libc::c_void, addr.len(), iov);
+    }
+    // SAFETY: the first `count` headers' name and iovec pointers point into
+    // `items` and `iovecs`, which outlive the call; the kernel only reads
+    // them (and writes `msg_len`).
     let n = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
             msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
+            count as libc::c_uint,
             0,
         )
     };
@@ -127,13 +127,24 @@ fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Resul
     }
 }
 
+/// An iovec pointing nowhere (an unused slot).
+const EMPTY_IOVEC: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// A message header with no address and no buffer (an unused slot).
+fn empty_mmsghdr() -> libc::mmsghdr {
+    mmsghdr(std::ptr::null_mut(), 0, std::ptr::null_mut())
+}
+
 /// One message header for `sendmmsg`/`recvmmsg`: the socket address at
 /// `name` (`name_len` bytes) and the single buffer `iov`.
 #[allow(unsafe_code)]
 fn mmsghdr(
     name: *mut libc::c_void,
     name_len: libc::socklen_t,
-    iov: &mut libc::iovec,
+    iov: *mut libc::iovec,
 ) -> libc::mmsghdr {
     // SAFETY: an all-zero msghdr is valid (no control data, no flags).
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -198,24 +209,28 @@ fn recvmmsg(
 ) -> io::Result<usize> {
     use socket2::SockAddrStorage;
     use std::os::fd::AsRawFd;
+    // Headers, iovecs and addresses on the stack (~7 KiB): no allocation.
     let slots = (bufs.len() / RX_BUF_LEN).min(RX_BATCH);
-    let mut names: Vec<SockAddrStorage> = (0..slots).map(|_| SockAddrStorage::zeroed()).collect();
-    let mut iovecs: Vec<libc::iovec> = bufs
-        .chunks_exact_mut(RX_BUF_LEN)
-        .take(slots)
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = names
+    let mut names: [SockAddrStorage; RX_BATCH] = std::array::from_fn(|_| SockAddrStorage::zeroed());
+    let mut iovecs = [EMPTY_IOVEC; RX_BATCH];
+    let mut msgs: [libc::mmsghdr; RX_BATCH] = std::array::from_fn(|_| empty_mmsghdr());
+    let name_len = std::mem::size_of::<SockAddrStorage>() as libc::socklen_t;
+    for (((msg, iov), name), buf) in msgs
         .iter_mut()
         .zip(iovecs.iter_mut())
-        .map(|(name, iov)| {
-            let len = std::mem::size_of::<SockAddrStorage>() as libc::socklen_t;
-            mmsghdr(name as *mut SockAddrStorage as *mut libc::c_void, len, iov)
-        })
-        .collect();
+        .zip(names.iter_mut())
+        .zip(bufs.chunks_exact_mut(RX_BUF_LEN))
+    {
+        *iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        *msg = mmsghdr(
+            name as *mut SockAddrStorage as *mut libc::c_void,
+            name_len,
+            iov,
+        );
+    }
     // SAFETY: each header's name and iovec point into `names` and `bufs`
     // (through `iovecs`), which outlive the call and are as long as the
     // lengths given; MSG_DONTWAIT: the socket is non-blocking anyway.
@@ -223,7 +238,7 @@ fn recvmmsg(
         libc::recvmmsg(
             socket.as_raw_fd(),
             msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
+            slots as libc::c_uint,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
@@ -285,6 +300,39 @@ mod tests {
                 assert_eq!(n, 10 + *w as usize);
                 assert!(buf[..n].iter().all(|x| x == w));
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_call_takes_several() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let rx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = rx.local_addr().expect("addr");
+        let mut batch = TxBatch::default();
+        let total = MAX_PER_CALL * 2 + 10;
+        for i in 0..total {
+            batch.push(to, vec![(i % 251) as u8; 20].into());
+        }
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tx.writable().await.expect("writable");
+            batch.send(&tx)
+        })
+        .await
+        .expect("send within 5 s");
+        assert_eq!(sent.sent, total);
+        assert_eq!(sent.dropped, 0);
+        assert_eq!(sent.calls, 3);
+        let mut buf = [0u8; 64];
+        for i in 0..total {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv(&mut buf))
+                .await
+                .expect("datagram within 5 s")
+                .expect("recv");
+            assert_eq!(
+                &buf[..n],
+                &[(i % 251) as u8; 20][..],
+                "datagram {i} in order"
+            );
         }
     }
 
