@@ -331,6 +331,9 @@ impl Worker {
                         continue;
                     }
                     let sub_pc = session.sub_pc();
+                    // str0m releases written media on its next timeout
+                    // round: run it now rather than learn so from a poll.
+                    session.media_written(sub_pc);
                     let next = session.drain(Some(sub_pc), &mut self.batch);
                     (session.note_timeout(next), session.needs_task())
                 };

@@ -117,6 +117,20 @@ impl Session {
         self.next_timeout()
     }
 
+    /// Runs str0m's timeout round on peer connection `pc` after media was
+    /// written to it. str0m queues written RTP until a timeout round takes
+    /// a snapshot of its send queues, and a poll would only answer with a
+    /// timeout due now: running the round first spares that poll, about a
+    /// third of str0m's work per forwarded packet.
+    pub(super) fn media_written(&mut self, pc: usize) {
+        let Some(pc) = self.pcs.get_mut(pc) else {
+            return;
+        };
+        if pc.rtc.handle_input(Input::Timeout(Instant::now())).is_err() {
+            pc.next_timeout = Instant::now();
+        }
+    }
+
     /// str0m's next timeout over every peer connection, as of their last
     /// drains.
     pub(super) fn next_timeout(&self) -> Instant {
@@ -439,10 +453,17 @@ impl Session {
         let video = sub.video;
         self.counters.packets_out += 1;
         self.counters.bytes_out += payload.len() as u64;
+        let cached = sub.ssrc_cache;
         let mut api = self.pcs[pc].rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        let by_ssrc = cached.filter(|ssrc| api.stream_tx(ssrc).is_some_and(|tx| tx.mid() == mid));
+        let tx = match by_ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None),
+        };
+        let Some(tx) = tx else {
             return false;
         };
+        sub.ssrc_cache = Some(tx.ssrc());
         // Forwarded media goes out as it comes (the publisher paced it);
         // str0m's pacer would hold video to 1.1x the estimate.
         tx.set_unpaced(true);

@@ -123,6 +123,9 @@ struct Subscribed {
     active: bool,
     dt: Downtrack,
     pt_cache: Option<(Codec, str0m::media::Pt)>,
+    /// SSRC of str0m's send stream for `mid`: a hash lookup, where finding
+    /// the stream by mid scans every send stream. Checked on use.
+    ssrc_cache: Option<Ssrc>,
     /// The highest layer the publisher was told we take (None: disabled).
     wish: Option<u8>,
     /// The client was last told this stream is PAUSED.

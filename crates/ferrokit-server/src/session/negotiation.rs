@@ -30,6 +30,7 @@ impl Session {
                 active: false,
                 dt: Downtrack::new(video, Instant::now()),
                 pt_cache: None,
+                ssrc_cache: None,
                 wish: Some(2),
                 stream_paused: false,
                 rates: crate::sfu::allocation::LayerRates::new(Instant::now()),
