@@ -14,7 +14,6 @@
 //! the load test's subscribers receive on the same machine. Throughput is
 //! in datagrams.
 
-use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket as StdSocket};
 use std::time::{Duration, Instant};
 
@@ -55,7 +54,9 @@ fn bench_sendmmsg(c: &mut Criterion) {
         .expect("tokio runtime");
     let _enter = rt.enter();
     let std_socket = StdSocket::bind("127.0.0.1:0").expect("bind the sending socket");
-    std_socket.set_nonblocking(true).expect("non-blocking sender");
+    std_socket
+        .set_nonblocking(true)
+        .expect("non-blocking sender");
     let socket = tokio::net::UdpSocket::from_std(std_socket).expect("register the sender");
     let mut g = c.benchmark_group("udp");
     g.measurement_time(Duration::from_secs(4));

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc, RtcError};
 
+use super::dtls_keys::KeySink;
 use crate::sfu::Codec;
 
 /// Starting bandwidth estimate of a peer connection, bps: enough for a
@@ -92,6 +94,9 @@ pub struct Peer {
     pub connected: bool,
     /// str0m's next timeout, as of the last drain of this connection.
     pub next_timeout: Instant,
+    /// Where the DTLS handshake leaves its SRTP keying material, for RTP
+    /// we protect ourselves (`super::srtp_tx`).
+    pub keys: Arc<KeySink>,
 }
 
 impl Peer {
@@ -128,7 +133,7 @@ impl Peer {
             // pacer and BWE timers every few ms.
             builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)));
         }
-        let mut rtc = builder.build(now);
+        let (mut rtc, keys) = super::dtls_keys::build(builder, now);
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| PeerError::Invalid(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
@@ -141,6 +146,7 @@ impl Peer {
             local,
             connected: false,
             next_timeout: now,
+            keys,
         })
     }
 
