@@ -178,135 +178,50 @@ impl DtlsInstance for CapturingInstance {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::time::{Duration, Instant};
-
-    use str0m::change::SdpOffer;
-    use str0m::media::{Direction, MediaKind};
-    use str0m::net::{Protocol, Receive};
-    use str0m::{Candidate, Event, Input, Output, Rtc};
-
-    use super::super::peer::Peer;
     use super::super::srtp_tx::SrtpTx;
-    use crate::sfu::Codec;
+    use super::super::test_pair::Pair;
 
-    type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
-
-    /// Polls until the timeout: the datagrams, and the payloads of the RTP
-    /// packets received.
-    fn drain(rtc: &mut Rtc, rtp: &mut Vec<Vec<u8>>) -> Vec<Datagram> {
-        let mut out = Vec::new();
-        loop {
-            match rtc.poll_output().expect("poll_output") {
-                Output::Timeout(_) => return out,
-                Output::Transmit(t) => out.push((t.source, t.destination, t.contents.to_vec())),
-                Output::Event(Event::RtpPacket(p)) => rtp.push(p.payload.to_vec()),
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    fn deliver(rtc: &mut Rtc, now: Instant, datagrams: Vec<Datagram>) {
-        for (source, destination, contents) in datagrams {
-            let Ok(contents) = contents.as_slice().try_into() else {
-                continue;
-            };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination,
-                    contents,
-                },
-            );
-            if rtc.accepts(&input) {
-                rtc.handle_input(input).expect("handle_input");
-            }
-        }
+    /// An RTP packet: 12 byte header, then `payload`.
+    fn rtp(pair: &Pair, seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, *pair.pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+        p.extend_from_slice(&(*pair.ssrc).to_be_bytes());
+        p.extend_from_slice(payload);
+        p
     }
 
     /// A packet protected with the keys captured from the server's DTLS
     /// handshake is accepted by the client's str0m (which checks the tag
-    /// and decrypts with its own keys), and arrives as sent.
+    /// and decrypts with its own keys), and arrives as sent; one under the
+    /// other half of the material is dropped.
     #[test]
     fn captured_keys_protect_rtp_the_peer_accepts() {
-        let mut now = Instant::now();
-        let server_addr: SocketAddr = "10.0.0.1:7882".parse().expect("addr");
-        let client_addr: SocketAddr = "10.0.0.2:50000".parse().expect("addr");
-        let mut server = Peer::new(server_addr, now, true).expect("server peer");
-        let mut client = Rtc::builder().set_rtp_mode(true).build(now);
-        client.add_local_candidate(Candidate::host(client_addr, "udp").expect("candidate"));
-        let mut api = server.rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let (offer, pending) = api.apply().expect("offer");
-        let offer = SdpOffer::from_sdp_string(&offer.to_sdp_string()).expect("offer sdp");
-        let answer = client.sdp_api().accept_offer(offer).expect("answer");
-        server.pending_offer = Some(pending);
-        server
-            .accept_answer(&answer.to_sdp_string())
-            .expect("accept answer");
-        assert!(server.keys.keying().is_none(), "no keys before DTLS");
-
-        let mut received = Vec::new();
-        for _ in 0..400 {
-            if server.rtc.is_connected() && client.is_connected() {
-                break;
-            }
-            now += Duration::from_millis(5);
-            server
-                .rtc
-                .handle_input(Input::Timeout(now))
-                .expect("timeout");
-            client.handle_input(Input::Timeout(now)).expect("timeout");
-            for _ in 0..50 {
-                let to_client = drain(&mut server.rtc, &mut Vec::new());
-                let to_server = drain(&mut client, &mut received);
-                if to_client.is_empty() && to_server.is_empty() {
-                    break;
-                }
-                deliver(&mut client, now, to_client);
-                deliver(&mut server.rtc, now, to_server);
-            }
-        }
-        assert!(
-            server.rtc.is_connected() && client.is_connected(),
-            "pair connected"
-        );
-        let keying = server.keys.keying().expect("keys captured");
+        let mut pair = Pair::connected();
+        let keying = pair.server.keys.keying().expect("keys captured");
         let tx = SrtpTx::from_keying(&keying).expect("context");
-
-        let pt = server.pt_for(audio, Codec::Opus).expect("opus pt");
-        let ssrc = server
-            .rtc
-            .direct_api()
-            .stream_tx_by_mid(audio, None)
-            .expect("send stream")
-            .ssrc();
         let payload: Vec<u8> = (0..100u8).collect();
         for seq in [1u16, 2, 3] {
-            let mut p = vec![0x80, *pt];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
-            p.extend_from_slice(&(*ssrc).to_be_bytes());
-            p.extend_from_slice(&payload);
+            let mut p = rtp(&pair, seq, &payload);
             assert!(tx.protect_rtp(&mut p, 12, u64::from(seq)));
-            deliver(&mut client, now, vec![(server_addr, client_addr, p)]);
-            drain(&mut client, &mut received);
+            pair.to_client(p);
         }
-        assert_eq!(received.len(), 3, "every packet accepted");
-        assert!(received.iter().all(|p| *p == payload), "decrypted as sent");
+        assert_eq!(pair.received.len(), 3, "every packet accepted");
+        assert!(
+            pair.received.iter().all(|p| p.0 == payload),
+            "decrypted as sent"
+        );
 
-        // A wrong key is refused: the tag does not verify.
         let mut wrong = keying.clone();
         wrong.active = !keying.active;
         let bad = SrtpTx::from_keying(&wrong).expect("context");
-        let mut p = vec![0x80, *pt, 0, 4, 0, 0, 0x0f, 0, 0, 0, 0, 0];
-        p[8..12].copy_from_slice(&(*ssrc).to_be_bytes());
-        p.extend_from_slice(&payload);
+        let mut p = rtp(&pair, 4, &payload);
         assert!(bad.protect_rtp(&mut p, 12, 4));
-        deliver(&mut client, now, vec![(server_addr, client_addr, p)]);
-        drain(&mut client, &mut received);
-        assert_eq!(received.len(), 3, "a packet under the wrong key is dropped");
+        pair.to_client(p);
+        assert_eq!(
+            pair.received.len(),
+            3,
+            "a packet under the wrong key is dropped"
+        );
     }
 }

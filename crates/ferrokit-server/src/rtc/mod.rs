@@ -2,5 +2,9 @@ pub mod codec_order;
 pub mod dtls_keys;
 pub mod extensions;
 pub mod peer;
+pub mod rtp_out;
 pub mod sdp;
+pub mod srtcp;
 pub mod srtp_tx;
+#[cfg(test)]
+mod test_pair;

@@ -26,13 +26,14 @@ use str0m::crypto::dtls::SrtpProfile;
 
 use super::dtls_keys::SrtpKeying;
 
-/// RFC 3711 §4.3.1 labels for SRTP (not SRTCP).
+/// RFC 3711 §4.3.1 labels for SRTP; SRTCP's are these + 3.
 const LABEL_RTP_ENCRYPTION: u8 = 0;
 const LABEL_RTP_AUTH: u8 = 1;
 const LABEL_RTP_SALT: u8 = 2;
+const LABELS_RTCP: u8 = 3;
 /// Bytes appended by each transform.
-const GCM_TAG_LEN: usize = 16;
-const HMAC_TAG_LEN: usize = 10;
+pub(super) const GCM_TAG_LEN: usize = 16;
+pub(super) const HMAC_TAG_LEN: usize = 10;
 
 /// Why a sending context could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,23 +58,23 @@ impl std::fmt::Display for SrtpTxError {
 
 impl std::error::Error for SrtpTxError {}
 
-enum Transform {
+pub(super) enum Transform {
     Gcm(LessSafeKey),
     /// Boxed: the expanded HMAC key is large.
     CmHmac(Box<CmHmac>),
 }
 
-struct CmHmac {
-    ctr: EncryptingKey,
-    auth: hmac::Key,
+pub(super) struct CmHmac {
+    pub(super) ctr: EncryptingKey,
+    pub(super) auth: hmac::Key,
 }
 
-/// The sending SRTP context of one connection: protects RTP packets of any
-/// SSRC.
+/// The sending SRTP (or, from the `_rtcp` constructors, SRTCP: see
+/// `super::srtcp`) context of one connection, for packets of any SSRC.
 pub struct SrtpTx {
-    transform: Transform,
+    pub(super) transform: Transform,
     /// Session salt: 12 bytes (GCM) or 14 (AES-CM), zero-padded.
-    salt: [u8; 14],
+    pub(super) salt: [u8; 14],
 }
 
 impl std::fmt::Debug for SrtpTx {
@@ -91,6 +92,15 @@ impl SrtpTx {
     /// of the material when we were the DTLS client, else the server half
     /// (RFC 5764 §4.2).
     pub fn from_keying(k: &SrtpKeying) -> Result<Self, SrtpTxError> {
+        Self::from_keying_with(k, 0)
+    }
+
+    /// As [`SrtpTx::from_keying`], the SRTCP context (labels 3-5).
+    pub fn from_keying_rtcp(k: &SrtpKeying) -> Result<Self, SrtpTxError> {
+        Self::from_keying_with(k, LABELS_RTCP)
+    }
+
+    fn from_keying_with(k: &SrtpKeying, labels: u8) -> Result<Self, SrtpTxError> {
         let (key_len, salt_len) = lengths(k.profile)?;
         if k.material.len() != 2 * (key_len + salt_len) {
             return Err(SrtpTxError::BadKeyingMaterial(k.material.len()));
@@ -100,10 +110,11 @@ impl SrtpTx {
         } else {
             (key_len, 2 * key_len + salt_len)
         };
-        Self::new(
+        Self::derived(
             k.profile,
             &k.material[key_at..key_at + key_len],
             &k.material[salt_at..salt_at + salt_len],
+            labels,
         )
     }
 
@@ -113,6 +124,16 @@ impl SrtpTx {
         profile: SrtpProfile,
         master_key: &[u8],
         master_salt: &[u8],
+    ) -> Result<Self, SrtpTxError> {
+        Self::derived(profile, master_key, master_salt, 0)
+    }
+
+    /// Session keys from labels `labels + 0..=2`: 0 for SRTP, 3 for SRTCP.
+    fn derived(
+        profile: SrtpProfile,
+        master_key: &[u8],
+        master_salt: &[u8],
+        labels: u8,
     ) -> Result<Self, SrtpTxError> {
         let (key_len, salt_len) = lengths(profile)?;
         if master_key.len() != key_len || master_salt.len() != salt_len {
@@ -124,21 +145,26 @@ impl SrtpTx {
         derive(
             master_key,
             master_salt,
-            LABEL_RTP_ENCRYPTION,
+            labels + LABEL_RTP_ENCRYPTION,
             &mut session_key[..key_len],
         )?;
         let mut salt = [0u8; 14];
         derive(
             master_key,
             master_salt,
-            LABEL_RTP_SALT,
+            labels + LABEL_RTP_SALT,
             &mut salt[..salt_len],
         )?;
         let key = &session_key[..key_len];
         let transform = match profile {
             SrtpProfile::AES128_CM_SHA1_80 => {
                 let mut auth_key = [0u8; 20];
-                derive(master_key, master_salt, LABEL_RTP_AUTH, &mut auth_key)?;
+                derive(
+                    master_key,
+                    master_salt,
+                    labels + LABEL_RTP_AUTH,
+                    &mut auth_key,
+                )?;
                 let unbound =
                     UnboundCipherKey::new(&AES_128, key).map_err(|_| SrtpTxError::Crypto)?;
                 Transform::CmHmac(Box::new(CmHmac {
@@ -199,14 +225,7 @@ impl SrtpTx {
             }
             Transform::CmHmac(cm) => {
                 let CmHmac { ctr, auth } = &**cm;
-                let mut iv = [0u8; 16];
-                iv[4..8].copy_from_slice(&ssrc);
-                for (b, x) in iv[6..14].iter_mut().zip(index.to_be_bytes()) {
-                    *b ^= x;
-                }
-                for (b, s) in iv.iter_mut().zip(&self.salt) {
-                    *b ^= s;
-                }
+                let iv = cm_iv(&self.salt, ssrc, index);
                 let context = EncryptionContext::Iv128(FixedLength::from(iv));
                 if ctr
                     .less_safe_encrypt(&mut packet[header_len..], context)
@@ -225,8 +244,22 @@ impl SrtpTx {
     }
 }
 
+/// The AES-CM IV (RFC 3711 §4.1.1): salt·2^16 ^ SSRC·2^64 ^ index·2^16,
+/// for an SRTP index (48 bits) or an SRTCP index (31 bits).
+pub(super) fn cm_iv(salt: &[u8; 14], ssrc: [u8; 4], index: u64) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[4..8].copy_from_slice(&ssrc);
+    for (b, x) in iv[6..14].iter_mut().zip(index.to_be_bytes()) {
+        *b ^= x;
+    }
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
 /// Master key and salt lengths of a profile.
-fn lengths(profile: SrtpProfile) -> Result<(usize, usize), SrtpTxError> {
+pub(super) fn lengths(profile: SrtpProfile) -> Result<(usize, usize), SrtpTxError> {
     match profile {
         SrtpProfile::AES128_CM_SHA1_80 => Ok((16, 14)),
         SrtpProfile::AEAD_AES_128_GCM => Ok((16, 12)),
@@ -238,7 +271,7 @@ fn lengths(profile: SrtpProfile) -> Result<(usize, usize), SrtpTxError> {
 /// RFC 3711 §4.3.1/§4.3.3 with kdr 0: `out` = the AES-CM keystream under
 /// `master_key` from IV (`master_salt` left-aligned in 14 bytes, byte 7
 /// xor `label`) · 2^16.
-fn derive(
+pub(super) fn derive(
     master_key: &[u8],
     master_salt: &[u8],
     label: u8,
