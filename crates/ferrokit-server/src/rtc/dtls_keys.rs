@@ -204,7 +204,7 @@ mod tests {
         for seq in [1u16, 2, 3] {
             let mut p = rtp(&pair, seq, &payload);
             assert!(tx.protect_rtp(&mut p, 12, u64::from(seq)));
-            pair.to_client(p);
+            pair.send_to_client(p);
         }
         assert_eq!(pair.received.len(), 3, "every packet accepted");
         assert!(
@@ -217,7 +217,7 @@ mod tests {
         let bad = SrtpTx::from_keying(&wrong).expect("context");
         let mut p = rtp(&pair, 4, &payload);
         assert!(bad.protect_rtp(&mut p, 12, 4));
-        pair.to_client(p);
+        pair.send_to_client(p);
         assert_eq!(
             pair.received.len(),
             3,

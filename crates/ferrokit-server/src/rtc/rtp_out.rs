@@ -95,7 +95,7 @@ pub fn write_header(buf: &mut Vec<u8>, h: &RtpHeaderOut, ids: &ExtensionIds) -> 
         }
         buf.extend_from_slice(&value[..*len]);
     }
-    while (buf.len() - start) % 4 != 0 {
+    while !(buf.len() - start).is_multiple_of(4) {
         buf.push(0);
     }
     let words = ((buf.len() - start - 4) / 4) as u16;
@@ -211,7 +211,7 @@ mod tests {
         let hlen = write_header(&mut buf, &h, &ids);
         buf.extend_from_slice(&[7; 80]);
         assert!(tx.protect_rtp(&mut buf, hlen, 1));
-        pair.to_client(buf);
+        pair.send_to_client(buf);
         let (payload, ext) = pair.received.first().expect("packet accepted");
         assert_eq!(payload, &vec![7u8; 80]);
         assert_eq!(ext.audio_level, Some(-30));

@@ -114,7 +114,7 @@ impl Pair {
     }
 
     /// Hands `datagram` from the server to the client, and polls it.
-    pub fn to_client(&mut self, datagram: Vec<u8>) {
+    pub fn send_to_client(&mut self, datagram: Vec<u8>) {
         let d = (self.server_addr, self.client_addr, datagram);
         deliver(&mut self.client, self.now, vec![d]);
         drain(
