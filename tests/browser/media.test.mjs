@@ -78,6 +78,21 @@ describe('browser SDK media through ferrokit', () => {
         assert.ok(later.v.frameWidth > 0 && later.v.frameHeight > 0,
           `frame size ${later.v.frameWidth}x${later.v.frameHeight}`);
 
+        // The server sends forwarded audio itself after str0m's first packet
+        // and corrects str0m's sender reports in flight: the subscriber's
+        // remote-outbound-rtp (from those reports, every 5 s) counts what it
+        // received, not str0m's one packet.
+        const reported = await waitFor('a sender report counting the audio sent', async () => {
+          const r = await subPage.call('remoteStats');
+          const a = inbound(r, 'audio');
+          const t = r.find((x) => x.kind === 'audio' && x.subscribed);
+          const ro = t?.stats.find((s) => s.type === 'remote-outbound-rtp');
+          return a && ro && ro.packetsSent > 50 && { a, ro };
+        }, { ms: 20_000 });
+        assert.ok(reported.ro.packetsSent <= reported.a.packetsReceived + 10,
+          `reported ${reported.ro.packetsSent} sent, received ${reported.a.packetsReceived}`);
+        assert.ok(reported.ro.bytesSent > 50 * 10, `reported ${reported.ro.bytesSent} bytes`);
+
         // Transport-cc (send-side BWE feedback) on video only, as LiveKit
         // negotiates it: no audio section the server negotiated carries its
         // header extension or feedback, while video sections do.

@@ -100,6 +100,13 @@
         });
       }
       if (s.type === 'codec') out.push({ type: 'codec', id: s.id, mimeType: s.mimeType, payloadType: s.payloadType });
+      // From the sender's RTCP sender reports.
+      if (s.type === 'remote-outbound-rtp') {
+        out.push({
+          type: s.type, kind: s.kind, ssrc: s.ssrc, packetsSent: s.packetsSent, bytesSent: s.bytesSent,
+          remoteTimestamp: s.remoteTimestamp, reportsSent: s.reportsSent,
+        });
+      }
     });
     // keep only codecs referenced by rtp stats
     const used = new Set(out.filter((s) => s.codecId).map((s) => s.codecId));

@@ -1,4 +1,5 @@
 pub mod codec_order;
+pub mod direct;
 pub mod dtls_keys;
 pub mod extensions;
 pub mod peer;

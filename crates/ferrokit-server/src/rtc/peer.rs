@@ -16,8 +16,9 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Input, Rtc, RtcError};
+use str0m::{Candidate, Input, Reason, Rtc, RtcError};
 
+use super::direct::{DirectPath, MediaDestination};
 use super::dtls_keys::KeySink;
 use crate::sfu::Codec;
 
@@ -31,6 +32,9 @@ pub const INITIAL_BWE_BPS: u64 = 3_000_000;
 
 /// Labels of LiveKit's data channels.
 pub const RELIABLE_LABEL: &str = "_reliable";
+/// Least time between timeout rounds str0m asks for only for its BWE
+/// delay controller (see [`Peer::schedule`]).
+pub const BWE_IDLE_ROUND: std::time::Duration = std::time::Duration::from_millis(100);
 /// Unordered, no retransmissions.
 pub const LOSSY_LABEL: &str = "_lossy";
 /// Data track packets.
@@ -97,6 +101,13 @@ pub struct Peer {
     /// Where the DTLS handshake leaves its SRTP keying material, for RTP
     /// we protect ourselves (`super::srtp_tx`).
     pub keys: Arc<KeySink>,
+    /// Our own sending contexts, from `keys` once connected
+    /// (`super::direct`).
+    pub direct: Option<DirectPath>,
+    /// Where str0m's media-path transmits last went.
+    pub media_dest: MediaDestination,
+    /// When str0m last ran a timeout round ([`Peer::timeout_round`]).
+    last_round: Instant,
 }
 
 impl Peer {
@@ -147,7 +158,34 @@ impl Peer {
             connected: false,
             next_timeout: now,
             keys,
+            direct: None,
+            media_dest: MediaDestination::default(),
+            last_round: now,
         })
+    }
+
+    /// Runs str0m's timeout round at `at` (str0m ignores a time before
+    /// one it was given).
+    pub fn timeout_round(&mut self, at: Instant) -> Result<(), RtcError> {
+        self.last_round = self.last_round.max(at);
+        self.rtc.handle_input(Input::Timeout(at))
+    }
+
+    /// Sets [`Peer::next_timeout`] from str0m's `Output::Timeout(at)`.
+    /// Once connected, a round str0m asks for only for its BWE delay
+    /// controller comes at most every [`BWE_IDLE_ROUND`]: the controller
+    /// asks every 25 ms whether or not there is anything to estimate (no
+    /// transport-cc feedback: audio only, or nothing sent), and with audio
+    /// sent without str0m (`super::direct`) those rounds were most of
+    /// str0m's work for an audio subscriber. A connection sending video
+    /// gets a round with every packet anyway.
+    pub fn schedule(&mut self, at: Instant) {
+        self.next_timeout =
+            if self.connected && self.rtc.last_timeout_reason() == Reason::BweDelayControl {
+                at.max(self.last_round + BWE_IDLE_ROUND)
+            } else {
+                at
+            };
     }
 
     /// Feeds one datagram from `source`.

@@ -30,6 +30,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
+use super::media::Forwarded;
 use super::{Session, STR0M_TIMER_EARLY};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::net::TxBatch;
@@ -285,7 +286,7 @@ impl Worker {
                     for (i, pc) in s.pcs.iter_mut().enumerate() {
                         if pc.next_timeout <= now + STR0M_TIMER_EARLY {
                             let at = now.max(pc.next_timeout);
-                            let _ = pc.rtc.handle_input(str0m::Input::Timeout(at));
+                            let _ = pc.timeout_round(at);
                             due_pc = Some(i);
                             due_count += 1;
                         }
@@ -324,7 +325,8 @@ impl Worker {
                     };
                     let mut written = false;
                     for job in &jobs[start..end] {
-                        written |= session.forward(&job.track_sid, &job.packet, now);
+                        let f = session.forward(&job.track_sid, &job.packet, now, &mut self.batch);
+                        written |= f == Forwarded::Queued;
                     }
                     if !written {
                         // Another layer: str0m has nothing new to send.

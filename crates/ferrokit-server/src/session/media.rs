@@ -10,20 +10,24 @@ use prost::Message as _;
 use str0m::bwe::BweKind;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
-use str0m::{Event, Input, Output};
+use str0m::{Event, Output};
 
 use super::{EgressJob, Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
 use crate::net::{Datagram, TxBatch};
 use crate::rooms::Command;
+use crate::rtc::direct::{DirectPath, DirectTrack};
 use crate::rtc::extensions::{
     negotiated_dependency_descriptor, received_dependency_descriptor, set_dependency_descriptor,
 };
 use crate::rtc::peer::ChannelKind;
+use crate::rtc::rtp_out::ExtensionIds;
 use crate::sfu::{dependency_descriptor, is_keyframe, red_primary, Codec, ForwardPacket};
 
 /// Timeout rounds one drain runs for str0m without waiting (each releases
 /// one paced packet); a burst longer than this continues on the timer.
 const IMMEDIATE_ROUNDS: usize = 128;
+/// RTP clock rate of Opus (RFC 7587 §4.1), the only audio codec offered.
+const OPUS_CLOCK_RATE: u32 = 48_000;
 
 /// Simulcast layer of a rid: `q`/`h`/`f` by name, else by its position
 /// among the section's rids (listed low to high by LiveKit clients).
@@ -84,16 +88,34 @@ impl Session {
                         {
                             rounds += 1;
                             // str0m ignores a time before one it was given.
-                            if pc.rtc.handle_input(Input::Timeout(t.max(now))).is_err() {
+                            if pc.timeout_round(t.max(now)).is_err() {
                                 pc.next_timeout = now + Duration::from_secs(1);
                                 break;
                             }
                         }
                         Ok(Output::Timeout(t)) => {
-                            pc.next_timeout = t;
+                            pc.schedule(t);
                             break;
                         }
-                        Ok(Output::Transmit(t)) => batch.push(t.destination, t.contents),
+                        Ok(Output::Transmit(t)) => {
+                            pc.media_dest.observe(&t.contents, t.destination);
+                            match &pc.direct {
+                                Some(direct) if crate::rtc::direct::is_rtcp(&t.contents) => {
+                                    // str0m's sender reports of the audio we
+                                    // send ourselves: our times and counts.
+                                    let mut datagram: Vec<u8> = t.contents.into();
+                                    let subscribed = &self.subscribed;
+                                    direct.rewrite_sender_reports(&mut datagram, now, |ssrc| {
+                                        subscribed
+                                            .values()
+                                            .filter_map(|s| s.direct.as_ref())
+                                            .find(|d| d.ssrc == ssrc)
+                                    });
+                                    batch.push(t.destination, datagram.into());
+                                }
+                                _ => batch.push(t.destination, t.contents),
+                            }
+                        }
                         Ok(Output::Event(e)) => events.push((i, e)),
                         Err(e) => {
                             tracing::warn!(participant = %self.sid, "peer connection failed: {e}");
@@ -126,7 +148,7 @@ impl Session {
         let Some(pc) = self.pcs.get_mut(pc) else {
             return;
         };
-        if pc.rtc.handle_input(Input::Timeout(Instant::now())).is_err() {
+        if pc.timeout_round(Instant::now()).is_err() {
             pc.next_timeout = Instant::now();
         }
     }
@@ -155,6 +177,13 @@ impl Session {
             Event::Connected => {
                 let first = self.pcs.iter().all(|p| !p.connected);
                 self.pcs[pc].connected = true;
+                if let Some(keying) = self.pcs[pc].keys.keying() {
+                    match DirectPath::new(&keying) {
+                        Ok(direct) => self.pcs[pc].direct = Some(direct),
+                        // Audio keeps going through str0m.
+                        Err(e) => self.warn_once("own SRTP context", e),
+                    }
+                }
                 if first {
                     let sid = self.sid.clone();
                     self.room.update(|r| ((), r.set_active(&sid)));
@@ -372,20 +401,22 @@ impl Session {
     }
 
     /// Subscriber side: writes one forwarded packet of `track_sid` on its
-    /// downtrack (str0m sends it on the next drain). False if nothing was
-    /// written (another layer, a paused or unnegotiated downtrack).
+    /// downtrack: into str0m, which sends it on the next drain, or, for
+    /// audio once str0m sent the first packet, protected by us into
+    /// `batch` (`rtc::direct`).
     pub(super) fn forward(
         &mut self,
         track_sid: &str,
         packet: &ForwardPacket,
         now: Instant,
-    ) -> bool {
+        batch: &mut TxBatch,
+    ) -> Forwarded {
         let pc = self.sub_pc();
         let Some(sub) = self.subscribed.get_mut(track_sid) else {
-            return false;
+            return Forwarded::Nothing;
         };
         let (Some(mid), true) = (sub.mid, sub.active) else {
-            return false;
+            return Forwarded::Nothing;
         };
         sub.rates.on_packet(packet.layer, packet.payload.len());
         let f = sub.dt.on_packet(packet, now);
@@ -393,9 +424,11 @@ impl Session {
             let publisher = sub.publisher.clone();
             self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
         }
-        let Some(f) = f else { return false };
+        let Some(f) = f else {
+            return Forwarded::Nothing;
+        };
         let Some(sub) = self.subscribed.get_mut(track_sid) else {
-            return false;
+            return Forwarded::Nothing;
         };
         let p = packet;
         // Payload type for this codec on this m-line; RED falls back to Opus.
@@ -417,7 +450,7 @@ impl Session {
                 let Some(found) = found else {
                     self.counters.forward_errors += 1;
                     self.warn_once("codec not negotiated by subscriber", mime(p.codec));
-                    return false;
+                    return Forwarded::Nothing;
                 };
                 sub.pt_cache = Some(found);
                 found
@@ -430,7 +463,7 @@ impl Session {
         let payload: Arc<[u8]> = if p.codec == Codec::Red && codec == Codec::Opus {
             match red_primary(&p.payload) {
                 Some(primary) => primary.into(),
-                None => return false,
+                None => return Forwarded::Nothing,
             }
         } else if let (Some(vp8), None) = (f.vp8, vp8_patch) {
             vp8.apply(&p.payload)
@@ -453,6 +486,27 @@ impl Session {
         let video = sub.video;
         self.counters.packets_out += 1;
         self.counters.bytes_out += payload.len() as u64;
+        if let (Some(track), Some(direct), Some(dest)) = (
+            sub.direct.as_mut(),
+            &self.pcs[pc].direct,
+            self.pcs[pc].media_dest.0,
+        ) {
+            track.payload_type = *pt;
+            let written = direct.write(
+                track,
+                f.seq,
+                f.timestamp,
+                p.marker,
+                p.audio_level,
+                &payload,
+                p.arrival,
+            );
+            if let Some(datagram) = written {
+                batch.push(dest, datagram.into());
+                return Forwarded::Sent;
+            }
+            // Not protected: str0m sends it (same sequence number).
+        }
         let cached = sub.ssrc_cache;
         let mut api = self.pcs[pc].rtc.direct_api();
         let by_ssrc = cached.filter(|ssrc| api.stream_tx(ssrc).is_some_and(|tx| tx.mid() == mid));
@@ -461,12 +515,13 @@ impl Session {
             None => api.stream_tx_by_mid(mid, None),
         };
         let Some(tx) = tx else {
-            return false;
+            return Forwarded::Nothing;
         };
         sub.ssrc_cache = Some(tx.ssrc());
         // Forwarded media goes out as it comes (the publisher paced it);
         // str0m's pacer would hold video to 1.1x the estimate.
         tx.set_unpaced(true);
+        let payload_len = payload.len();
         let mut write = RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
             .marker(p.marker)
             .ext_vals(ext)
@@ -475,6 +530,31 @@ impl Session {
             write = write.vp8_patch(patch);
         }
         tx.write_rtp(write);
-        true
+        let ssrc = *tx.ssrc();
+        if !video && sub.direct.is_none() && self.pcs[pc].direct.is_some() {
+            // str0m sent the first packet; ours from the next.
+            if let Some(media) = self.pcs[pc].rtc.media(mid) {
+                sub.direct = Some(DirectTrack::new(
+                    ssrc,
+                    *pt,
+                    mid.to_string(),
+                    ExtensionIds::from_map(media.remote_extmap()),
+                    OPUS_CLOCK_RATE,
+                    (f.timestamp, p.arrival, payload_len),
+                ));
+            }
+        }
+        Forwarded::Queued
     }
+}
+
+/// What [`Session::forward`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Forwarded {
+    /// Nothing to send (another layer, a paused or unnegotiated downtrack).
+    Nothing,
+    /// Written into str0m: a drain sends it.
+    Queued,
+    /// Protected and added to the batch (`rtc::direct`).
+    Sent,
 }

@@ -126,6 +126,9 @@ struct Subscribed {
     /// SSRC of str0m's send stream for `mid`: a hash lookup, where finding
     /// the stream by mid scans every send stream. Checked on use.
     ssrc_cache: Option<Ssrc>,
+    /// Audio: sent without str0m once str0m sent the first packet
+    /// (`rtc::direct`).
+    direct: Option<crate::rtc::direct::DirectTrack>,
     /// The highest layer the publisher was told we take (None: disabled).
     wish: Option<u8>,
     /// The client was last told this stream is PAUSED.

@@ -31,6 +31,7 @@ impl Session {
                 dt: Downtrack::new(video, Instant::now()),
                 pt_cache: None,
                 ssrc_cache: None,
+                direct: None,
                 wish: Some(2),
                 stream_paused: false,
                 rates: crate::sfu::allocation::LayerRates::new(Instant::now()),
@@ -103,6 +104,9 @@ impl Session {
                 });
             let slot = match owner.and_then(|t| self.subscribed.get_mut(&t).map(|s| (t, s))) {
                 Some((track_sid, sub)) => {
+                    if sub.mid != Some(mid) {
+                        sub.direct = None;
+                    }
                     sub.mid = Some(mid);
                     SendSlot::Track {
                         stream: format!("{}|{}", sub.publisher, track_sid),
@@ -209,6 +213,7 @@ impl Session {
                     Some(track_sid.clone()),
                     None,
                 );
+                sub.direct = None;
                 sub.mid = Some(mid);
             }
             if let Some(mid) = sub.mid {

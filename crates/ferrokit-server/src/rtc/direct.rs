@@ -1,0 +1,230 @@
+//! Forwarded audio sent without str0m's per-packet work: the server writes
+//! the RTP header (`super::rtp_out`), protects the packet with the
+//! connection's own SRTP keys (`super::dtls_keys`, `super::srtp_tx`) and
+//! hands it to the egress batch, where str0m would have queued, paced,
+//! protected and polled it out, a poll of every part of the connection
+//! (ICE, DTLS, SCTP, RTCP timers) per packet and subscriber.
+//!
+//! str0m still owns the stream: it negotiated the SSRC and extensions,
+//! sends the first packet (so it has sent something and keeps reporting
+//! the client's receiver reports as egress stats), and sends the sender
+//! reports, whose RTP time and counts the server corrects in flight
+//! ([`DirectPath::rewrite_sender_reports`], `super::srtcp`). Audio is not
+//! NACK-able and carries no transport-cc here, so str0m's RTX cache and
+//! bandwidth estimation have nothing to miss.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::dtls_keys::SrtpKeying;
+use super::rtp_out::{write_header, ExtensionIds, RtpHeaderOut};
+use super::srtcp::{patch_sender_reports, SenderCounts};
+use super::srtp_tx::{SrtpTx, SrtpTxError};
+
+/// One connection's sending contexts, once DTLS is up.
+#[derive(Debug)]
+pub struct DirectPath {
+    rtp: SrtpTx,
+    rtcp: SrtpTx,
+}
+
+impl DirectPath {
+    /// The contexts we send with, from the handshake's keying material.
+    pub fn new(keying: &SrtpKeying) -> Result<Self, SrtpTxError> {
+        Ok(Self {
+            rtp: SrtpTx::from_keying(keying)?,
+            rtcp: SrtpTx::from_keying_rtcp(keying)?,
+        })
+    }
+
+    /// Writes one packet of `track` (header, `payload`, SRTP tag) into a
+    /// new datagram, and counts it for the track's sender reports. `index`
+    /// is the extended sequence number (its low 16 bits go in the header);
+    /// `arrival` is when the publisher's packet arrived (the wallclock of
+    /// its RTP time, as str0m is given it). None if protection failed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &self,
+        track: &mut DirectTrack,
+        index: u64,
+        timestamp: u32,
+        marker: bool,
+        audio_level: Option<(i8, bool)>,
+        payload: &[u8],
+        arrival: Instant,
+    ) -> Option<Vec<u8>> {
+        let header = RtpHeaderOut {
+            payload_type: track.payload_type,
+            marker,
+            seq: index as u16,
+            timestamp,
+            ssrc: track.ssrc,
+            mid: track.mid.as_bytes(),
+            audio_level,
+        };
+        let mut buf = Vec::with_capacity(32 + payload.len() + self.rtp.overhead());
+        let header_len = write_header(&mut buf, &header, &track.ids);
+        buf.extend_from_slice(payload);
+        if !self.rtp.protect_rtp(&mut buf, header_len, index) {
+            return None;
+        }
+        track.packets = track.packets.wrapping_add(1);
+        track.octets = track.octets.wrapping_add(payload.len() as u32);
+        track.last = Some((timestamp, arrival));
+        Some(buf)
+    }
+
+    /// If `datagram` is an SRTCP packet (str0m's, on this connection),
+    /// sets the RTP time and counts of the sender reports of the tracks
+    /// `tracks` finds by SSRC. Returns whether it changed.
+    pub fn rewrite_sender_reports<'a>(
+        &self,
+        datagram: &mut [u8],
+        now: Instant,
+        mut tracks: impl FnMut(u32) -> Option<&'a DirectTrack>,
+    ) -> bool {
+        if !is_rtcp(datagram) {
+            return false;
+        }
+        self.rtcp.rewrite_rtcp(datagram, |compound| {
+            patch_sender_reports(compound, |ssrc| tracks(ssrc).and_then(|t| t.counts(now)))
+        })
+    }
+}
+
+/// RTP or RTCP (first byte 128-191, RFC 7983) with an RTCP packet type
+/// (200-206) in the second byte: SR, RR, SDES, BYE, APP, RTPFB, PSFB.
+pub fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8 && (128..=191).contains(&datagram[0]) && (200..=206).contains(&datagram[1])
+}
+
+/// What str0m's own transmits tell of the connection's destination: DTLS
+/// (20-63) and RTP/RTCP (128-191) go to the nominated pair; STUN (0-3)
+/// answers whoever asked.
+pub fn is_media_path(datagram: &[u8]) -> bool {
+    datagram
+        .first()
+        .is_some_and(|b| (20..=63).contains(b) || (128..=191).contains(b))
+}
+
+/// One downtrack sent directly: what its packets carry, and what its
+/// sender reports must say.
+#[derive(Debug, Clone)]
+pub struct DirectTrack {
+    /// str0m's SSRC for the m-line.
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub mid: String,
+    pub ids: ExtensionIds,
+    /// RTP clock rate (Hz).
+    pub clock_rate: u32,
+    packets: u32,
+    octets: u32,
+    /// RTP time and arrival of the last packet.
+    last: Option<(u32, Instant)>,
+}
+
+impl DirectTrack {
+    /// A track whose first packet (`first`: RTP time, arrival, payload
+    /// bytes) str0m sent.
+    pub fn new(
+        ssrc: u32,
+        payload_type: u8,
+        mid: String,
+        ids: ExtensionIds,
+        clock_rate: u32,
+        first: (u32, Instant, usize),
+    ) -> Self {
+        Self {
+            ssrc,
+            payload_type,
+            mid,
+            ids,
+            clock_rate,
+            packets: 1,
+            octets: first.2 as u32,
+            last: Some((first.0, first.1)),
+        }
+    }
+
+    /// The sender report's fields at `now`: the last packet's RTP time
+    /// advanced by the wallclock since it arrived (RFC 3550 §6.4.1).
+    pub fn counts(&self, now: Instant) -> Option<SenderCounts> {
+        let (timestamp, arrival) = self.last?;
+        let elapsed = now.saturating_duration_since(arrival);
+        let ticks = (elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000) as u32;
+        Some(SenderCounts {
+            rtp_time: timestamp.wrapping_add(ticks),
+            packets: self.packets,
+            octets: self.octets,
+        })
+    }
+}
+
+/// Where str0m's transmits went last, for datagrams we send beside it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MediaDestination(pub Option<SocketAddr>);
+
+impl MediaDestination {
+    /// Notes one of str0m's transmits.
+    pub fn observe(&mut self, datagram: &[u8], destination: SocketAddr) {
+        if is_media_path(datagram) {
+            self.0 = Some(destination);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn sender_report_time_follows_the_wallclock() {
+        let t0 = Instant::now();
+        let ids = ExtensionIds::default();
+        let mut track = DirectTrack::new(7, 111, "0".into(), ids, 48_000, (5, t0, 80));
+        let c = track.counts(t0).expect("counts");
+        assert_eq!(
+            (c.rtp_time, c.packets, c.octets),
+            (5, 1, 80),
+            "str0m's first packet"
+        );
+        let path = DirectPath::new(&SrtpKeying {
+            profile: str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM,
+            material: vec![3; 56],
+            active: false,
+        })
+        .expect("path");
+        let p = path
+            .write(&mut track, 2, u32::MAX - 10, false, None, &[1; 100], t0)
+            .expect("written");
+        assert_eq!(
+            p.len(),
+            12 + 4 + 100 + 16,
+            "header, empty extension block, tag"
+        );
+        let c = track
+            .counts(t0 + Duration::from_millis(20))
+            .expect("counts");
+        assert_eq!(c.rtp_time, 960 - 11, "960 ticks later, wrapped");
+        assert_eq!((c.packets, c.octets), (2, 180));
+    }
+
+    #[test]
+    fn classifies_datagrams() {
+        let sr = [0x80, 200, 0, 6, 0, 0, 0, 1];
+        assert!(is_rtcp(&sr));
+        let rtp = [0x80, 111, 0, 1, 0, 0, 0, 1];
+        assert!(!is_rtcp(&rtp));
+        let mut dest = MediaDestination::default();
+        let a: SocketAddr = "10.0.0.1:1".parse().expect("addr");
+        let b: SocketAddr = "10.0.0.2:2".parse().expect("addr");
+        dest.observe(&[0x00, 0x01], a); // STUN: not the media path
+        assert_eq!(dest.0, None);
+        dest.observe(&[22, 254], a); // DTLS
+        dest.observe(&rtp, b);
+        assert_eq!(dest.0, Some(b));
+    }
+}
