@@ -25,10 +25,17 @@ pub const RX_BATCH: usize = 32;
 /// datagram is truncated, and then fails to parse).
 pub const RX_BUF_LEN: usize = 2048;
 
+/// Buffers of sent datagrams a batch keeps for [`TxBatch::buffer`].
+const SPARE_BUFFERS: usize = 256;
+/// A sent datagram's buffer is kept only up to this capacity.
+const SPARE_CAPACITY: usize = 2048;
+
 /// Datagrams waiting to be sent, in order.
 #[derive(Default)]
 pub struct TxBatch {
     items: Vec<(SockAddr, DatagramSend)>,
+    /// Emptied buffers of sent datagrams, to write new ones into.
+    spare: Vec<Vec<u8>>,
 }
 
 /// What one [`TxBatch::send`] did.
@@ -47,6 +54,12 @@ impl TxBatch {
     /// Queues one datagram for `destination`.
     pub fn push(&mut self, destination: SocketAddr, contents: DatagramSend) {
         self.items.push((SockAddr::from(destination), contents));
+    }
+
+    /// An empty buffer to write a datagram into: one a send emptied, so a
+    /// steady stream of datagrams allocates nothing.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
     }
 
     /// Datagrams queued.
@@ -86,7 +99,13 @@ impl TxBatch {
             }
         }
         done.dropped += self.items.len() - next;
-        self.items.clear();
+        for (_, d) in self.items.drain(..) {
+            let mut v = Vec::from(d);
+            if self.spare.len() < SPARE_BUFFERS && v.capacity() <= SPARE_CAPACITY {
+                v.clear();
+                self.spare.push(v);
+            }
+        }
         done
     }
 }
@@ -334,6 +353,30 @@ mod tests {
                 "datagram {i} in order"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn sent_buffers_are_handed_out_again_empty() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let to = tx.local_addr().expect("addr");
+        let mut batch = TxBatch::default();
+        assert_eq!(batch.buffer().capacity(), 0, "nothing sent yet");
+        let mut b = batch.buffer();
+        b.extend_from_slice(&[7; 100]);
+        let ptr = b.as_ptr();
+        batch.push(to, b.into());
+        // Too large to keep.
+        batch.push(to, vec![0; SPARE_CAPACITY + 1].into());
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tx.writable().await.expect("writable");
+            batch.send(&tx)
+        })
+        .await
+        .expect("send within 5 s");
+        let again = batch.buffer();
+        assert!(again.is_empty() && again.capacity() >= 100);
+        assert_eq!(again.as_ptr(), ptr, "the same allocation");
+        assert_eq!(batch.buffer().capacity(), 0, "the large one was not kept");
     }
 
     #[tokio::test]

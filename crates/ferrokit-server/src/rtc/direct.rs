@@ -37,14 +37,15 @@ impl DirectPath {
         })
     }
 
-    /// Writes one packet of `track` (header, `payload`, SRTP tag) into a
-    /// new datagram, and counts it for the track's sender reports. `index`
+    /// Writes one packet of `track` (header, `payload`, SRTP tag) into
+    /// `buf` (emptied first), and counts it for the track's sender reports. `index`
     /// is the extended sequence number (its low 16 bits go in the header);
     /// `arrival` is when the publisher's packet arrived (the wallclock of
     /// its RTP time, as str0m is given it). None if protection failed.
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
+        mut buf: Vec<u8>,
         track: &mut DirectTrack,
         index: u64,
         timestamp: u32,
@@ -62,7 +63,8 @@ impl DirectPath {
             mid: track.mid.as_bytes(),
             audio_level,
         };
-        let mut buf = Vec::with_capacity(32 + payload.len() + self.rtp.overhead());
+        buf.clear();
+        buf.reserve(32 + payload.len() + self.rtp.overhead());
         let header_len = write_header(&mut buf, &header, &track.ids);
         buf.extend_from_slice(payload);
         if !self.rtp.protect_rtp(&mut buf, header_len, index) {
@@ -198,7 +200,16 @@ mod tests {
         })
         .expect("path");
         let p = path
-            .write(&mut track, 2, u32::MAX - 10, false, None, &[1; 100], t0)
+            .write(
+                Vec::new(),
+                &mut track,
+                2,
+                u32::MAX - 10,
+                false,
+                None,
+                &[1; 100],
+                t0,
+            )
             .expect("written");
         assert_eq!(
             p.len(),

@@ -420,14 +420,18 @@ impl Session {
         };
         sub.rates.on_packet(packet.layer, packet.payload.len());
         let f = sub.dt.on_packet(packet, now);
-        if let Some(layer) = sub.dt.take_keyframe_request() {
-            let publisher = sub.publisher.clone();
-            self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
-        }
-        let Some(f) = f else {
-            return Forwarded::Nothing;
+        let sub = match sub.dt.take_keyframe_request() {
+            None => sub,
+            Some(layer) => {
+                let publisher = sub.publisher.clone();
+                self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
+                let Some(sub) = self.subscribed.get_mut(track_sid) else {
+                    return Forwarded::Nothing;
+                };
+                sub
+            }
         };
-        let Some(sub) = self.subscribed.get_mut(track_sid) else {
+        let Some(f) = f else {
             return Forwarded::Nothing;
         };
         let p = packet;
@@ -493,6 +497,7 @@ impl Session {
         ) {
             track.payload_type = *pt;
             let written = direct.write(
+                batch.buffer(),
                 track,
                 f.seq,
                 f.timestamp,
