@@ -206,6 +206,108 @@ mod tests {
 }
 
 #[cfg(test)]
+mod profile_tests {
+    use str0m::crypto::dtls::SrtpProfile;
+    use str0m::crypto::{AeadAes128Gcm, Aes128CmSha1_80};
+
+    use super::super::srtp_tx::{derive, lengths};
+    use super::*;
+
+    /// SRTCP session keys (labels 3-5) of a master key and salt.
+    fn session(profile: SrtpProfile, key: &[u8], salt: &[u8]) -> (Vec<u8>, Vec<u8>, [u8; 20]) {
+        let (key_len, salt_len) = lengths(profile).expect("profile");
+        let mut k = vec![0u8; key_len];
+        derive(key, salt, 3, &mut k).expect("k");
+        let mut a = [0u8; 20];
+        derive(key, salt, 4, &mut a).expect("a");
+        let mut s = vec![0u8; salt_len];
+        derive(key, salt, 5, &mut s).expect("s");
+        (k, s, a)
+    }
+
+    /// An SRTCP packet as str0m protects one (its provider's ciphers and
+    /// IV/HMAC helpers; RFC 3711 §3.4, RFC 7714 §9, §17).
+    fn protect(profile: SrtpProfile, key: &[u8], salt: &[u8], plain: &[u8], index: u32) -> Vec<u8> {
+        let provider = str0m::crypto::from_feature_flags();
+        let (k, s, a) = session(profile, key, salt);
+        let ssrc = u32::from_be_bytes([plain[4], plain[5], plain[6], plain[7]]);
+        let e_index = (0x8000_0000 | index).to_be_bytes();
+        let mut out = plain[..HEAD].to_vec();
+        let body = &plain[HEAD..];
+        if profile == SrtpProfile::AES128_CM_SHA1_80 {
+            let iv = Aes128CmSha1_80::rtp_iv(s.try_into().expect("salt"), ssrc, u64::from(index));
+            let mut c = provider
+                .srtp_provider
+                .aes_128_cm_sha1_80()
+                .create_cipher(k.try_into().expect("key"), true);
+            let mut enc = vec![0u8; body.len() + 16];
+            c.encrypt(&iv, body, &mut enc).expect("encrypt");
+            out.extend_from_slice(&enc[..body.len()]);
+            out.extend_from_slice(&e_index);
+            let end = out.len();
+            out.resize(end + HMAC_TAG_LEN, 0);
+            let hmac = |k: &[u8], p: &[&[u8]]| provider.sha1_hmac_provider.sha1_hmac(k, p);
+            Aes128CmSha1_80::rtcp_hmac(hmac, &a, &mut out, end);
+        } else {
+            let iv = AeadAes128Gcm::rtcp_iv(s.try_into().expect("salt"), ssrc, index);
+            let mut c = provider
+                .srtp_provider
+                .aead_aes_128_gcm()
+                .create_cipher(k.try_into().expect("key"), true);
+            let mut aad = plain[..HEAD].to_vec();
+            aad.extend_from_slice(&e_index);
+            let mut enc = vec![0u8; body.len() + 16];
+            c.encrypt(&iv, &aad, body, &mut enc).expect("encrypt");
+            out.extend_from_slice(&enc);
+            out.extend_from_slice(&e_index);
+        }
+        out
+    }
+
+    /// For the profiles a str0m pair does not negotiate between
+    /// themselves: a rewritten packet is exactly what str0m's primitives
+    /// make of the patched compound under the same index, and a packet
+    /// under another key is left alone.
+    #[test]
+    fn rewrites_aes_cm_and_aes_128_gcm_as_str0m_would_protect() {
+        let counts = SenderCounts {
+            rtp_time: 9,
+            packets: 8,
+            octets: 7,
+        };
+        let mut plain = vec![0x80, RTCP_SR, 0, 6, 0, 0, 0, 42];
+        plain.extend_from_slice(&[1; 20]);
+        plain.extend_from_slice(&[0x81, 202, 0, 1, 0, 0, 0, 9]);
+        let mut patched = plain.clone();
+        assert!(patch_sender_reports(&mut patched, |s| (s == 42).then_some(counts)));
+        for profile in [
+            SrtpProfile::AES128_CM_SHA1_80,
+            SrtpProfile::AEAD_AES_128_GCM,
+        ] {
+            let key = [5u8; 16];
+            let salt: Vec<u8> = (0..lengths(profile).expect("p").1 as u8).collect();
+            let ctx = SrtpTx::derived_for_tests(profile, &key, &salt);
+            let mut packet = protect(profile, &key, &salt, &plain, 77);
+            assert!(ctx.rewrite_rtcp(&mut packet, |c| {
+                patch_sender_reports(c, |s| (s == 42).then_some(counts))
+            }));
+            assert_eq!(
+                packet,
+                protect(profile, &key, &salt, &patched, 77),
+                "{profile:?}"
+            );
+
+            let mut foreign = protect(profile, &[6u8; 16], &salt, &plain, 77);
+            let before = foreign.clone();
+            assert!(!ctx.rewrite_rtcp(&mut foreign, |c| {
+                patch_sender_reports(c, |_| Some(counts))
+            }));
+            assert_eq!(foreign, before, "{profile:?}: untouched");
+        }
+    }
+}
+
+#[cfg(test)]
 mod pair_tests {
     use std::time::Duration;
 

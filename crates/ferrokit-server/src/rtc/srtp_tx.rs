@@ -183,6 +183,12 @@ impl SrtpTx {
         Ok(Self { transform, salt })
     }
 
+    /// Tests only: the SRTCP context (labels 3-5) of a master key and salt.
+    #[cfg(test)]
+    pub(super) fn derived_for_tests(profile: SrtpProfile, key: &[u8], salt: &[u8]) -> Self {
+        Self::derived(profile, key, salt, LABELS_RTCP).expect("context")
+    }
+
     /// Bytes [`SrtpTx::protect_rtp`] appends.
     pub fn overhead(&self) -> usize {
         match self.transform {
