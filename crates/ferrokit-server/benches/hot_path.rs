@@ -15,6 +15,9 @@
 //!   the server's own `Peer` configuration) and polling the encrypted
 //!   datagram out: SRTP plus str0m's per-packet work. A subscriber costs
 //!   about `munge` + `egress`; N subscribers N times that.
+//! - `egress/direct_audio_100B`: the same audio packet written and
+//!   protected by the server itself (`rtc::direct`), as it sends forwarded
+//!   audio after str0m's first packet.
 //! - `srtp/*`: the SRTP cipher alone, through str0m's crypto provider (the
 //!   calls str0m's SRTP context makes per packet) and, as a floor, through
 //!   aws-lc-rs with keys expanded once.
@@ -568,6 +571,49 @@ fn bench_egress(c: &mut Criterion) {
                     link.advance(Duration::from_millis(chunk));
                 }
                 timed
+            });
+        });
+    }
+    // The same audio packet sent by the server itself (`rtc::direct`): the
+    // header with mid, audio level and abs-send-time, AES-256-GCM with the
+    // keys expanded once, into a reused buffer. What a subscriber of
+    // forwarded audio costs after str0m's first packet.
+    {
+        use ferrokit_server::rtc::direct::{DirectPath, DirectTrack};
+        use ferrokit_server::rtc::dtls_keys::SrtpKeying;
+        use ferrokit_server::rtc::rtp_out::ExtensionIds;
+        let path = DirectPath::new(&SrtpKeying {
+            profile: str0m::crypto::dtls::SrtpProfile::AEAD_AES_256_GCM,
+            material: (0..88u8).collect(),
+            active: false,
+        })
+        .expect("direct path");
+        let ids = ExtensionIds {
+            mid: Some(4),
+            audio_level: Some(1),
+            abs_send_time: Some(3),
+        };
+        let now = Instant::now();
+        let mut track = DirectTrack::new(0x1234_5678, 111, "0".into(), ids, 48_000, (0, now, 100));
+        let payload = vec![0x5a; AUDIO_LEN];
+        let mut buf = Vec::new();
+        let mut seq = 1u64;
+        g.bench_function("direct_audio_100B", |b| {
+            b.iter(|| {
+                seq += 1;
+                let out = path
+                    .write(
+                        std::mem::take(&mut buf),
+                        &mut track,
+                        seq,
+                        (seq * 960) as u32,
+                        false,
+                        Some((-30, true)),
+                        &payload,
+                        now,
+                    )
+                    .expect("protected");
+                buf = black_box(out);
             });
         });
     }
