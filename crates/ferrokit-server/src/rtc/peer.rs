@@ -328,3 +328,48 @@ impl Peer {
         self.rtc.media(mid).map(|m| m.kind())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use str0m::{Output, Reason};
+
+    use super::super::test_pair::Pair;
+    use super::BWE_IDLE_ROUND;
+
+    /// A round the BWE delay controller alone asks for (every 25 ms) is
+    /// put off to 100 ms after the last round; others are kept.
+    #[test]
+    fn idle_bwe_rounds_come_at_most_every_100_ms() {
+        let mut pair = Pair::connected();
+        // As the session sets it on str0m's `Event::Connected`.
+        pair.server.connected = true;
+        let mut throttled = 0;
+        for _ in 0..40 {
+            pair.advance(Duration::from_millis(7), |_| {});
+            let now = pair.now;
+            pair.server.timeout_round(now).expect("round");
+            let at = loop {
+                match pair.server.rtc.poll_output().expect("poll") {
+                    Output::Timeout(t) => break t,
+                    _ => continue,
+                }
+            };
+            pair.server.schedule(at);
+            if pair.server.rtc.last_timeout_reason() == Reason::BweDelayControl {
+                assert!(at < now + BWE_IDLE_ROUND, "str0m asked sooner");
+                assert_eq!(pair.server.next_timeout, now + BWE_IDLE_ROUND);
+                throttled += 1;
+            } else {
+                assert_eq!(
+                    pair.server.next_timeout,
+                    at,
+                    "{:?}",
+                    pair.server.rtc.last_timeout_reason()
+                );
+            }
+        }
+        assert!(throttled > 0, "the BWE delay controller asked for a round");
+    }
+}
