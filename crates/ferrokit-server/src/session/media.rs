@@ -178,6 +178,7 @@ impl Session {
                 let first = self.pcs.iter().all(|p| !p.connected);
                 self.pcs[pc].connected = true;
                 if let Some(keying) = self.pcs[pc].keys.keying() {
+                    tracing::debug!(participant = %self.sid, pc, profile = ?keying.profile, "SRTP keys");
                     match DirectPath::new(&keying) {
                         Ok(direct) => self.pcs[pc].direct = Some(direct),
                         // Audio keeps going through str0m.
