@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod grid;
 pub mod ids;
 pub mod metrics;
 pub mod net;

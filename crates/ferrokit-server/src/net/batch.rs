@@ -10,10 +10,10 @@
 use std::io;
 use std::net::SocketAddr;
 
+use std::os::fd::AsRawFd;
+
 use socket2::SockAddr;
 use str0m::net::DatagramSend;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Most messages one `sendmmsg` call takes: its headers live on the
 /// stack (~5 KiB), so a call allocates nothing; a larger batch takes a few
@@ -72,19 +72,22 @@ impl TxBatch {
         self.items.is_empty()
     }
 
-    /// Sends everything queued on `socket` and empties the batch. A
-    /// datagram the kernel refuses is skipped; when the socket's buffer is
-    /// full the rest is dropped (UDP: the receiver's NACK or the next
-    /// packet recovers), and counted in [`Sent::dropped`].
-    pub fn send(&mut self, socket: &UdpSocket) -> Sent {
+    /// Sends everything queued on `socket` (non-blocking) and empties the
+    /// batch. A datagram the kernel refuses is skipped; when the socket's
+    /// buffer is full the rest is dropped (UDP: the receiver's NACK or the
+    /// next packet recovers), and counted in [`Sent::dropped`].
+    ///
+    /// The call is made whatever the reactor knows of the socket's
+    /// readiness: the shared port is registered for reading only (see
+    /// `super::udp`), since with write interest every datagram the kernel
+    /// freed woke a thread parked in `epoll_wait`.
+    pub fn send(&mut self, socket: &impl AsRawFd) -> Sent {
         let mut done = Sent::default();
         let mut next = 0;
         while next < self.items.len() {
             let end = (next + MAX_PER_CALL).min(self.items.len());
             done.calls += 1;
-            match socket.try_io(Interest::WRITABLE, || {
-                sendmmsg(socket, &self.items[next..end])
-            }) {
+            match sendmmsg(socket, &self.items[next..end]) {
                 Ok(n) => {
                     done.sent += n;
                     next += n;
@@ -116,8 +119,7 @@ impl TxBatch {
 /// The workspace denies `unsafe`; this is its one exception, the FFI call
 /// itself (no crate in our tree wraps `sendmmsg` for several destinations).
 #[allow(unsafe_code)]
-fn sendmmsg(socket: &UdpSocket, items: &[(SockAddr, DatagramSend)]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
+fn sendmmsg(socket: &impl AsRawFd, items: &[(SockAddr, DatagramSend)]) -> io::Result<usize> {
     let count = items.len().min(MAX_PER_CALL);
     let mut iovecs = [EMPTY_IOVEC; MAX_PER_CALL];
     let mut msgs: [libc::mmsghdr; MAX_PER_CALL] = std::array::from_fn(|_| empty_mmsghdr());
@@ -195,13 +197,10 @@ impl Default for RxBatch {
 impl RxBatch {
     /// Receives what is queued on `socket` (at most [`RX_BATCH`]) without
     /// waiting; `WouldBlock` when nothing is (the caller awaits
-    /// `readable()`). Returns how many datagrams [`RxBatch::get`] holds.
-    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// readiness). Returns how many datagrams [`RxBatch::get`] holds.
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.received.clear();
-        let received = socket.try_io(Interest::READABLE, || {
-            recvmmsg(socket, &mut self.bufs, &mut self.received)
-        })?;
-        Ok(received)
+        recvmmsg(socket, &mut self.bufs, &mut self.received)
     }
 
     /// Datagram `i` of the last [`RxBatch::recv`]: its source (None for an
@@ -222,12 +221,11 @@ impl RxBatch {
 /// themselves ([`sendmmsg`], this one, [`mmsghdr`]).
 #[allow(unsafe_code)]
 fn recvmmsg(
-    socket: &UdpSocket,
+    socket: &impl AsRawFd,
     bufs: &mut [u8],
     out: &mut Vec<(Option<SocketAddr>, usize)>,
 ) -> io::Result<usize> {
     use socket2::SockAddrStorage;
-    use std::os::fd::AsRawFd;
     // Headers, iovecs and addresses on the stack (~7 KiB): no allocation.
     let slots = (bufs.len() / RX_BUF_LEN).min(RX_BATCH);
     let mut names: [SockAddrStorage; RX_BATCH] = std::array::from_fn(|_| SockAddrStorage::zeroed());
@@ -278,6 +276,7 @@ fn recvmmsg(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::UdpSocket;
 
     #[tokio::test]
     async fn sends_to_several_destinations_in_order() {
@@ -392,7 +391,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while got.len() < 3 {
                 rx.readable().await.expect("readable");
-                match batch.recv(&rx) {
+                match rx.try_io(tokio::io::Interest::READABLE, || batch.recv(&rx)) {
                     Ok(n) => {
                         for i in 0..n {
                             let (source, contents) = batch.get(i).expect("datagram");

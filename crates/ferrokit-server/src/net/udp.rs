@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::mpsc;
 
 use super::batch::RxBatch;
@@ -29,6 +30,13 @@ pub struct Datagram {
     pub contents: Vec<u8>,
 }
 
+/// The shared port's socket: non-blocking, registered with the reactor for
+/// reading only. Sends ([`super::TxBatch::send`]) are made without waiting
+/// for readiness; with write interest too, each datagram the kernel freed
+/// after sending (on loopback, right after delivering it) raised an
+/// `EPOLLOUT` edge that woke a runtime thread parked in `epoll_wait`.
+pub type MediaSocket = AsyncFd<std::net::UdpSocket>;
+
 /// Where datagrams for one peer connection go.
 #[derive(Clone)]
 struct Route {
@@ -45,7 +53,7 @@ struct Routes {
 /// The shared UDP socket and its routing table.
 #[derive(Clone)]
 pub struct UdpMux {
-    socket: Arc<UdpSocket>,
+    socket: Arc<MediaSocket>,
     routes: Arc<Mutex<Routes>>,
 }
 
@@ -79,7 +87,10 @@ pub const QUEUE_LEN: usize = 1024;
 impl UdpMux {
     /// Binds `addr` and starts the receive loop on the current runtime.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let socket = Arc::new(UdpSocket::from_std(bind_with_buffers(addr)?)?);
+        let socket = Arc::new(AsyncFd::with_interest(
+            bind_with_buffers(addr)?,
+            Interest::READABLE,
+        )?);
         let mux = Self {
             socket,
             routes: Arc::default(),
@@ -91,11 +102,11 @@ impl UdpMux {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.socket.get_ref().local_addr()
     }
 
     /// The socket, for sending.
-    pub fn socket(&self) -> &Arc<UdpSocket> {
+    pub fn socket(&self) -> &Arc<MediaSocket> {
         &self.socket
     }
 
@@ -134,13 +145,19 @@ impl UdpMux {
     async fn recv_loop(self) {
         let mut batch = RxBatch::default();
         loop {
-            if let Err(e) = self.socket.readable().await {
-                tracing::warn!("udp: socket not readable: {e}");
-                return;
-            }
-            let n = match batch.recv(&self.socket) {
+            let mut ready = match self.socket.readable().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::warn!("udp: socket not readable: {e}");
+                    return;
+                }
+            };
+            // `try_io` clears the readiness when the socket has nothing left.
+            let Ok(received) = ready.try_io(|socket| batch.recv(socket.get_ref())) else {
+                continue;
+            };
+            let n = match received {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     // ICMP port unreachable and the like surface here; keep going.
                     tracing::debug!("udp recv: {e}");

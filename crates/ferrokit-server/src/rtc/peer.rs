@@ -20,6 +20,7 @@ use str0m::{Candidate, Input, Reason, Rtc, RtcError};
 
 use super::direct::{DirectPath, MediaDestination};
 use super::dtls_keys::KeySink;
+use crate::grid::on_grid;
 use crate::sfu::Codec;
 
 /// Starting bandwidth estimate of a peer connection, bps: enough for a
@@ -33,8 +34,17 @@ pub const INITIAL_BWE_BPS: u64 = 3_000_000;
 /// Labels of LiveKit's data channels.
 pub const RELIABLE_LABEL: &str = "_reliable";
 /// Least time between timeout rounds str0m asks for only for its BWE
-/// delay controller (see [`Peer::schedule`]).
-pub const BWE_IDLE_ROUND: std::time::Duration = std::time::Duration::from_millis(100);
+/// delay controller (see [`Peer::schedule`]). Without a recent
+/// transport-cc report such a round only sets the next one (str0m 0.25
+/// `bwe/delay/control.rs`), and a connection that sends video, the only
+/// media we report transport-cc for, gets a round with every packet.
+pub const BWE_IDLE_ROUND: std::time::Duration = std::time::Duration::from_millis(500);
+/// Once connected, timeout rounds str0m asks for only for housekeeping
+/// (see [`is_housekeeping`]) are put off to the next multiple of this,
+/// counted from one process-wide epoch, so that every connection's rounds
+/// due within one grid step run in one egress worker wake (see
+/// [`Peer::schedule`]).
+pub const HOUSEKEEPING_GRID: std::time::Duration = std::time::Duration::from_millis(20);
 /// Unordered, no retransmissions.
 pub const LOSSY_LABEL: &str = "_lossy";
 /// Data track packets.
@@ -179,13 +189,25 @@ impl Peer {
     /// sent without str0m (`super::direct`) those rounds were most of
     /// str0m's work for an audio subscriber. A connection sending video
     /// gets a round with every packet anyway.
+    ///
+    /// Once connected, a round for housekeeping only ([`is_housekeeping`])
+    /// is also put off to the next [`HOUSEKEEPING_GRID`] step: 200 audio
+    /// subscribers each asking for rounds at their own instants woke an
+    /// egress worker about 1,000 times a second, each wake a context switch
+    /// and an epoll round for one str0m round. Pacing, NACK, TWCC feedback
+    /// and BWE probes keep their exact times, and so does everything before
+    /// the connection is up (ICE checks and the DTLS handshake).
     pub fn schedule(&mut self, at: Instant) {
-        self.next_timeout =
-            if self.connected && self.rtc.last_timeout_reason() == Reason::BweDelayControl {
-                at.max(self.last_round + BWE_IDLE_ROUND)
-            } else {
-                at
-            };
+        let reason = self.rtc.last_timeout_reason();
+        self.next_timeout = if !self.connected {
+            at
+        } else if reason == Reason::BweDelayControl {
+            on_grid(at.max(self.last_round + BWE_IDLE_ROUND), HOUSEKEEPING_GRID)
+        } else if is_housekeeping(reason) {
+            on_grid(at, HOUSEKEEPING_GRID)
+        } else {
+            at
+        };
     }
 
     /// Feeds one datagram from `source`.
@@ -329,6 +351,27 @@ impl Peer {
     }
 }
 
+/// Whether a round str0m asks for with this reason can come up to one
+/// [`HOUSEKEEPING_GRID`] step late: ICE consent and cleanup (ICE-lite sends
+/// no checks), SCTP retransmission and acknowledgement timers (hundreds of
+/// ms; sending is driven by input), data channel allocation, stats, RTCP
+/// reports, pause checks, send stream upkeep and the BWE delay controller.
+/// Not the pacer, NACKs, TWCC feedback, BWE probes or anything unnamed.
+pub fn is_housekeeping(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::NotHappening
+            | Reason::Ice
+            | Reason::Sctp
+            | Reason::Channel
+            | Reason::Stats
+            | Reason::Feedback
+            | Reason::PauseCheck
+            | Reason::SendStream
+            | Reason::BweDelayControl
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -336,12 +379,14 @@ mod tests {
     use str0m::{Output, Reason};
 
     use super::super::test_pair::Pair;
-    use super::BWE_IDLE_ROUND;
+    use super::{is_housekeeping, BWE_IDLE_ROUND, HOUSEKEEPING_GRID};
+    use crate::grid::on_grid;
 
     /// A round the BWE delay controller alone asks for (every 25 ms) is
-    /// put off to 100 ms after the last round; others are kept.
+    /// put off to 500 ms after the last round, other housekeeping rounds
+    /// to the next grid step, and the rest are kept.
     #[test]
-    fn idle_bwe_rounds_come_at_most_every_100_ms() {
+    fn idle_bwe_rounds_are_put_off_onto_the_grid() {
         let mut pair = Pair::connected();
         // As the session sets it on str0m's `Event::Connected`.
         pair.server.connected = true;
@@ -357,19 +402,29 @@ mod tests {
                 }
             };
             pair.server.schedule(at);
-            if pair.server.rtc.last_timeout_reason() == Reason::BweDelayControl {
+            let reason = pair.server.rtc.last_timeout_reason();
+            let next = pair.server.next_timeout;
+            if reason == Reason::BweDelayControl {
                 assert!(at < now + BWE_IDLE_ROUND, "str0m asked sooner");
-                assert_eq!(pair.server.next_timeout, now + BWE_IDLE_ROUND);
+                assert_eq!(next, on_grid(now + BWE_IDLE_ROUND, HOUSEKEEPING_GRID));
                 throttled += 1;
+            } else if is_housekeeping(reason) {
+                assert_eq!(next, on_grid(at, HOUSEKEEPING_GRID), "{reason:?}");
             } else {
-                assert_eq!(
-                    pair.server.next_timeout,
-                    at,
-                    "{:?}",
-                    pair.server.rtc.last_timeout_reason()
-                );
+                assert_eq!(next, at, "{reason:?}");
             }
+            assert!(next >= at, "never sooner than str0m asked");
         }
         assert!(throttled > 0, "the BWE delay controller asked for a round");
+    }
+
+    /// Before the connection is up every round keeps str0m's time.
+    #[test]
+    fn rounds_before_connecting_keep_their_time() {
+        let mut pair = Pair::connected();
+        pair.server.connected = false;
+        let at = pair.now + Duration::from_micros(12_345);
+        pair.server.schedule(at);
+        assert_eq!(pair.server.next_timeout, at);
     }
 }

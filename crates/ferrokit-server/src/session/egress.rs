@@ -27,13 +27,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
 use super::media::Forwarded;
 use super::{Session, STR0M_TIMER_EARLY};
 use crate::metrics::{MediaCounters, Metrics};
-use crate::net::TxBatch;
+use crate::net::{MediaSocket, TxBatch};
 use crate::sfu::ForwardPacket;
 
 /// Jobs queued per worker before new ones are dropped (about 0.4 s of a
@@ -101,7 +100,7 @@ pub struct Egress {
 impl Egress {
     /// Starts `workers` (at least one) on the current runtime, sending on
     /// `socket`.
-    pub fn start(socket: Arc<UdpSocket>, workers: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn start(socket: Arc<MediaSocket>, workers: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         let workers = (0..workers.max(1))
             .map(|_| {
                 let (jobs, jobs_rx) = mpsc::channel(JOB_QUEUE_LEN);
@@ -205,7 +204,7 @@ impl Worker {
         mut self,
         mut jobs: mpsc::Receiver<EgressJob>,
         mut timers: mpsc::UnboundedReceiver<(Arc<SessionCell>, Instant)>,
-        socket: Arc<UdpSocket>,
+        socket: Arc<MediaSocket>,
         metrics: Arc<Metrics>,
     ) {
         let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
@@ -237,7 +236,7 @@ impl Worker {
                 self.push(cell, at);
             }
             self.run_timeouts(Instant::now());
-            let sent = self.batch.send(&socket);
+            let sent = self.batch.send(socket.get_ref());
             if sent.dropped > 0 {
                 self.counters.forward_errors += sent.dropped as u64;
                 metrics.add(&mut self.counters);
@@ -359,7 +358,12 @@ mod tests {
 
     #[tokio::test]
     async fn cells_take_workers_in_turn_and_group_by_worker() {
-        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std_socket.set_nonblocking(true).expect("non-blocking");
+        let socket = Arc::new(
+            MediaSocket::with_interest(std_socket, tokio::io::Interest::READABLE)
+                .expect("register"),
+        );
         let egress = Egress::start(socket, 2, Arc::new(Metrics::new()));
         assert_eq!(egress.workers(), 2);
         let cells: Vec<_> = (0..5).map(|_| egress.cell()).collect();

@@ -41,6 +41,11 @@ const TOKEN_REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// Interval of the session's control work: a publisher's speaking level
 /// and dynacast layers, a subscriber's stream states.
 const CONTROL_INTERVAL: Duration = Duration::from_millis(400);
+/// Control ticks start on this grid (`crate::grid`), so sessions tick in
+/// one of 8 phases of [`CONTROL_INTERVAL`]: a phase's sessions run in one
+/// runtime wake. Ticks at each session's own instant woke a runtime thread
+/// for every session 2.5 times a second (500 wakes/s for 200 subscribers).
+const CONTROL_PHASE: Duration = Duration::from_millis(50);
 /// str0m's timer is set this much before its deadline, and str0m is then
 /// given the deadline as the time: tokio's timer has 1 ms steps and fires
 /// late, and str0m's BWE probes send bursts 2 ms apart, so a late timer
@@ -401,12 +406,14 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + WS_PING_EVERY, WS_PING_EVERY);
         let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
         refresh.tick().await;
-        let mut control_tick = tokio::time::interval(CONTROL_INTERVAL);
-        control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let control_start = crate::grid::on_grid(Instant::now(), CONTROL_PHASE);
+        let mut control_tick = tokio::time::interval_at(control_start.into(), CONTROL_INTERVAL);
+        // Skip, not Delay: a late tick must not move the session off its phase.
+        control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let next = self.drain_all(&mut batch);
         let first_timeout = self.note_timeout(next);
         *cell.lock() = Some(self);
-        batch.send(&socket);
+        batch.send(socket.get_ref());
         if let Some(at) = first_timeout {
             ctx.egress.schedule(&cell, at);
         }
@@ -512,7 +519,7 @@ impl Session {
                 s.closing = true;
             }
             drop(guard);
-            batch.send(&socket);
+            batch.send(socket.get_ref());
             if let Some(at) = sooner {
                 ctx.egress.schedule(&cell, at);
             }
