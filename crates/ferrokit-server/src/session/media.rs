@@ -465,29 +465,20 @@ impl Session {
         // patch str0m applies while copying the payload into the packet,
         // or (a field str0m's parser refused) in a copy of our own.
         let vp8_patch = f.vp8.and_then(|v| v.to_patch(&p.payload));
-        let payload: Arc<[u8]> = if p.codec == Codec::Red && codec == Codec::Opus {
+        // A payload of our own, or the published one as it is: borrowed,
+        // not cloned, so the egress workers (one per core) do not bump the
+        // shared count of one `Arc` for every subscriber.
+        let own: Option<Arc<[u8]>> = if p.codec == Codec::Red && codec == Codec::Opus {
             match red_primary(&p.payload) {
-                Some(primary) => primary.into(),
+                Some(primary) => Some(primary.into()),
                 None => return Forwarded::Nothing,
             }
         } else if let (Some(vp8), None) = (f.vp8, vp8_patch) {
-            vp8.apply(&p.payload)
+            Some(vp8.apply(&p.payload))
         } else {
-            p.payload.clone()
+            None
         };
-        let mut ext = ExtensionValues::default();
-        if let Some((level, vad)) = p.audio_level {
-            ext.audio_level = Some(level);
-            ext.voice_activity = Some(vad);
-        }
-        // The dependency descriptor goes out as received (valid while the
-        // whole SVC stream is forwarded, see `sfu::dependency_descriptor`),
-        // on m-lines that negotiated it.
-        if let Some(dd) = &p.dependency_descriptor {
-            if negotiated_dependency_descriptor(&self.pcs[pc].rtc, mid) {
-                set_dependency_descriptor(&mut ext, dd.clone());
-            }
-        }
+        let payload = own.as_ref().unwrap_or(&p.payload);
         let video = sub.video;
         self.counters.packets_out += 1;
         self.counters.bytes_out += payload.len() as u64;
@@ -504,7 +495,7 @@ impl Session {
                 f.timestamp,
                 p.marker,
                 p.audio_level,
-                &payload,
+                payload,
                 p.arrival,
             );
             if let Some(datagram) = written {
@@ -512,6 +503,19 @@ impl Session {
                 return Forwarded::Sent;
             }
             // Not protected: str0m sends it (same sequence number).
+        }
+        let mut ext = ExtensionValues::default();
+        if let Some((level, vad)) = p.audio_level {
+            ext.audio_level = Some(level);
+            ext.voice_activity = Some(vad);
+        }
+        // The dependency descriptor goes out as received (valid while the
+        // whole SVC stream is forwarded, see `sfu::dependency_descriptor`),
+        // on m-lines that negotiated it.
+        if let Some(dd) = &p.dependency_descriptor {
+            if negotiated_dependency_descriptor(&self.pcs[pc].rtc, mid) {
+                set_dependency_descriptor(&mut ext, dd.clone());
+            }
         }
         let cached = sub.ssrc_cache;
         let mut api = self.pcs[pc].rtc.direct_api();
@@ -528,10 +532,16 @@ impl Session {
         // str0m's pacer would hold video to 1.1x the estimate.
         tx.set_unpaced(true);
         let payload_len = payload.len();
-        let mut write = RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
-            .marker(p.marker)
-            .ext_vals(ext)
-            .nackable(video);
+        let mut write = RtpWrite::new(
+            pt,
+            SeqNo::from(f.seq),
+            f.timestamp,
+            p.arrival,
+            payload.clone(),
+        )
+        .marker(p.marker)
+        .ext_vals(ext)
+        .nackable(video);
         if let Some(patch) = vp8_patch {
             write = write.vp8_patch(patch);
         }
