@@ -110,7 +110,7 @@ impl Session {
     /// reported (LiveKit calls them inactive, not paused).
     pub(super) fn update_stream_states(&mut self, now: Instant) {
         let mut states = Vec::new();
-        for (track_sid, sub) in &mut self.subscribed {
+        for (track_sid, sub) in self.subscribed.iter_mut() {
             if !sub.video || !sub.active || sub.dt.is_paused() || sub.track.muted {
                 continue;
             }
@@ -224,7 +224,7 @@ impl Session {
         let mut audio_bps = 0;
         let mut order = Vec::new();
         let mut demands = Vec::new();
-        for (track_sid, sub) in &mut self.subscribed {
+        for (track_sid, sub) in self.subscribed.iter_mut() {
             sub.rates.roll(now);
             if !sub.video {
                 audio_bps += sub.rates.total();

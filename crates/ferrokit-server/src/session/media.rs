@@ -407,13 +407,13 @@ impl Session {
     /// `batch` (`rtc::direct`).
     pub(super) fn forward(
         &mut self,
-        track_sid: &str,
+        track_sid: &Arc<str>,
         packet: &ForwardPacket,
         now: Instant,
         batch: &mut TxBatch,
     ) -> Forwarded {
         let pc = self.sub_pc();
-        let Some(sub) = self.subscribed.get_mut(track_sid) else {
+        let Some(sub) = self.subscribed.for_job(track_sid) else {
             return Forwarded::Nothing;
         };
         let (Some(mid), true) = (sub.mid, sub.active) else {
@@ -426,7 +426,7 @@ impl Session {
             Some(layer) => {
                 let publisher = sub.publisher.clone();
                 self.ask_publisher_for_keyframe(&publisher, track_sid.to_string(), layer);
-                let Some(sub) = self.subscribed.get_mut(track_sid) else {
+                let Some(sub) = self.subscribed.for_job(track_sid) else {
                     return Forwarded::Nothing;
                 };
                 sub

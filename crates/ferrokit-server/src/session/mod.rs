@@ -8,6 +8,7 @@ mod egress;
 mod media;
 mod negotiation;
 mod signal;
+mod subscriptions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -159,7 +160,7 @@ pub struct Session {
     /// Publisher side: what each incoming SSRC carries.
     ssrc_info: HashMap<Ssrc, SsrcInfo>,
     /// Subscriber side: track sid -> subscription.
-    subscribed: HashMap<String, Subscribed>,
+    subscribed: subscriptions::SubscriptionTable<Subscribed>,
     /// Single PC: receive slots of the last offer left unused (true = video).
     free_mids: Vec<(Mid, bool)>,
     /// Dual PC: m-lines whose subscription ended, to be offered inactive next.
@@ -338,7 +339,7 @@ impl Session {
             closing: false,
             incoming: HashMap::new(),
             ssrc_info: HashMap::new(),
-            subscribed: HashMap::new(),
+            subscribed: Default::default(),
             free_mids: Vec::new(),
             ended_mids: Vec::new(),
             retired_mids: Vec::new(),

@@ -152,7 +152,7 @@ impl Session {
             return;
         }
         let mut ask = Vec::new();
-        for (track_sid, sub) in &mut self.subscribed {
+        for (track_sid, sub) in self.subscribed.iter_mut() {
             if sub.mid.is_some() && !sub.active {
                 sub.active = true;
                 ask.push((sub.publisher.clone(), track_sid.clone()));
