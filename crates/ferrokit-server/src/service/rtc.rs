@@ -106,6 +106,12 @@ pub async fn rtc_v1(
     upgrade(s, true, q, h, ws)
 }
 
+/// Read buffer of a signal WebSocket, bytes. tungstenite's default, 128
+/// KiB, was allocated per participant and zeroed before every read, for
+/// client messages of a few KiB at most (an offer); a longer message is
+/// read in several chunks.
+const WS_READ_BUFFER_BYTES: usize = 8 << 10;
+
 fn upgrade(
     state: Arc<ServerState>,
     single_pc: bool,
@@ -121,7 +127,9 @@ fn upgrade(
         }
     };
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| start_session(state, intent, socket)),
+        Ok(ws) => ws
+            .read_buffer_size(WS_READ_BUFFER_BYTES)
+            .on_upgrade(move |socket| start_session(state, intent, socket)),
         Err(e) => e.into_response(),
     }
 }
