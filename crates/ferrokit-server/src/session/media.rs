@@ -465,23 +465,27 @@ impl Session {
         // patch str0m applies while copying the payload into the packet,
         // or (a field str0m's parser refused) in a copy of our own.
         let vp8_patch = f.vp8.and_then(|v| v.to_patch(&p.payload));
-        // A payload of our own, or the published one as it is: borrowed,
-        // not cloned, so the egress workers (one per core) do not bump the
-        // shared count of one `Arc` for every subscriber.
-        let own: Option<Arc<[u8]>> = if p.codec == Codec::Red && codec == Codec::Opus {
+        // The bytes to send, borrowed where they can be: the published
+        // payload (not cloned, so the egress workers, one per core, do not
+        // bump one shared `Arc` count per subscriber), or its RED primary
+        // block (a slice of it: audio from a RED publisher to an Opus-only
+        // subscriber allocates nothing on the direct path), or a VP8 copy.
+        let red_to_opus = p.codec == Codec::Red && codec == Codec::Opus;
+        let rewritten: Option<Arc<[u8]>> = match (f.vp8, vp8_patch) {
+            (Some(vp8), None) if !red_to_opus => Some(vp8.apply(&p.payload)),
+            _ => None,
+        };
+        let bytes: &[u8] = if red_to_opus {
             match red_primary(&p.payload) {
-                Some(primary) => Some(primary.into()),
+                Some(primary) => primary,
                 None => return Forwarded::Nothing,
             }
-        } else if let (Some(vp8), None) = (f.vp8, vp8_patch) {
-            Some(vp8.apply(&p.payload))
         } else {
-            None
+            rewritten.as_deref().unwrap_or(&p.payload)
         };
-        let payload = own.as_ref().unwrap_or(&p.payload);
         let video = sub.video;
         self.counters.packets_out += 1;
-        self.counters.bytes_out += payload.len() as u64;
+        self.counters.bytes_out += bytes.len() as u64;
         if let (Some(track), Some(direct), Some(dest)) = (
             sub.direct.as_mut(),
             &self.pcs[pc].direct,
@@ -495,7 +499,7 @@ impl Session {
                 f.timestamp,
                 p.marker,
                 p.audio_level,
-                payload,
+                bytes,
                 p.arrival,
             );
             if let Some(datagram) = written {
@@ -531,17 +535,16 @@ impl Session {
         // Forwarded media goes out as it comes (the publisher paced it);
         // str0m's pacer would hold video to 1.1x the estimate.
         tx.set_unpaced(true);
-        let payload_len = payload.len();
-        let mut write = RtpWrite::new(
-            pt,
-            SeqNo::from(f.seq),
-            f.timestamp,
-            p.arrival,
-            payload.clone(),
-        )
-        .marker(p.marker)
-        .ext_vals(ext)
-        .nackable(video);
+        let payload_len = bytes.len();
+        let payload: Arc<[u8]> = match rewritten {
+            Some(copy) => copy,
+            None if red_to_opus => Arc::from(bytes),
+            None => p.payload.clone(),
+        };
+        let mut write = RtpWrite::new(pt, SeqNo::from(f.seq), f.timestamp, p.arrival, payload)
+            .marker(p.marker)
+            .ext_vals(ext)
+            .nackable(video);
         if let Some(patch) = vp8_patch {
             write = write.vp8_patch(patch);
         }
