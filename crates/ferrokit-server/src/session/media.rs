@@ -472,7 +472,7 @@ impl Session {
         // subscriber allocates nothing on the direct path), or a VP8 copy.
         let red_to_opus = p.codec == Codec::Red && codec == Codec::Opus;
         let rewritten: Option<Arc<[u8]>> = match (f.vp8, vp8_patch) {
-            (Some(vp8), None) if !red_to_opus => Some(vp8.apply(&p.payload)),
+            (Some(vp8), None) => Some(vp8.apply(&p.payload)),
             _ => None,
         };
         let bytes: &[u8] = if red_to_opus {
