@@ -7,6 +7,7 @@ mod control;
 mod egress;
 mod media;
 mod negotiation;
+mod outbox;
 mod signal;
 mod subscriptions;
 
@@ -219,7 +220,9 @@ enum Step {
     Departure,
 }
 
-/// Writes signal messages on the WebSocket. False if the socket failed.
+/// Writes signal messages on the WebSocket, buffered and flushed once
+/// (one write for the lot, not one per message). False if the socket
+/// failed.
 async fn flush(
     sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
     outbox: Vec<Msg>,
@@ -227,6 +230,9 @@ async fn flush(
     metrics: &crate::metrics::Metrics,
     sid: &str,
 ) -> bool {
+    if outbox.is_empty() {
+        return true;
+    }
     for msg in outbox {
         metrics.signal_out(&msg);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -247,11 +253,12 @@ async fn flush(
         } else {
             WsMessage::Binary(resp.encode_to_vec().into())
         };
-        if sink.send(frame).await.is_err() {
+        // Buffered: the whole outbox goes out in one write (flush below).
+        if sink.feed(frame).await.is_err() {
             return false;
         }
     }
-    true
+    sink.flush().await.is_ok()
 }
 
 /// Reads and decodes signal frames until the WebSocket closes or the
@@ -359,8 +366,10 @@ impl Session {
     }
 
     /// Queues a signal message; it is written after the current step.
+    /// Participant updates queued back to back go out as one
+    /// ([`outbox::push`]).
     fn send(&mut self, msg: Msg) {
-        self.outbox.push(msg);
+        outbox::push(&mut self.outbox, msg);
     }
 
     /// Logs a warning once per kind for this participant.
