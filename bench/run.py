@@ -214,12 +214,18 @@ def table(results):
     return "\n".join(lines)
 
 
+# Figures kept from every run of a repeated scenario (`<name>_runs` in the JSON).
+PER_RUN = ("cpu_us_per_packet", "join_ms_p50", "join_ms_p99", "latency_ms_p99")
+
+
 def median_run(runs):
-    """The run with the median CPU per packet, with every run's figure."""
+    """The run with the median CPU per packet (its loss, latency and join
+    figures are that run's, not medians), with every run's figures."""
     ranked = sorted(runs, key=lambda r: r["cpu_us_per_packet"] or 0)
     mid = dict(ranked[(len(ranked) - 1) // 2])
-    figures = [r["cpu_us_per_packet"] for r in runs]
-    mid["cpu_us_per_packet_runs"] = figures
+    for key in PER_RUN:
+        mid[f"{key}_runs"] = [r.get(key) for r in runs]
+    figures = mid["cpu_us_per_packet_runs"]
     if len(runs) > 1:
         mid["range"] = f"{min(figures)}-{max(figures)}"
     return mid
