@@ -86,10 +86,7 @@ pub enum StartError {
 pub const TCP_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener with [`TCP_BACKLOG`], naming it in the error.
-async fn bind_tcp(
-    what: &'static str,
-    addr: SocketAddr,
-) -> Result<tokio::net::TcpListener, StartError> {
+fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
     let bind = || {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -127,10 +124,10 @@ impl Server {
             })?;
         let udp_addr = mux.local_addr().unwrap_or(udp_bind);
         let http_bind = SocketAddr::new(bind_ip, config.port);
-        let listener = bind_tcp("HTTP", http_bind).await?;
+        let listener = bind_tcp("HTTP", http_bind)?;
         let http_addr = listener.local_addr().unwrap_or(http_bind);
         let metrics_listener = match config.prometheus_port.filter(|p| *p != 0) {
-            Some(port) => Some(bind_tcp("Prometheus", SocketAddr::new(bind_ip, port)).await?),
+            Some(port) => Some(bind_tcp("Prometheus", SocketAddr::new(bind_ip, port))?),
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
