@@ -17,6 +17,7 @@ pub mod grid;
 pub mod ids;
 pub mod metrics;
 pub mod net;
+pub mod prefetch;
 pub mod room;
 pub mod rooms;
 pub mod rtc;

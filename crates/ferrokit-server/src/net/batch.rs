@@ -62,6 +62,19 @@ impl TxBatch {
         self.spare.pop().unwrap_or_default()
     }
 
+    /// Prefetches the first lines of the buffer [`TxBatch::buffer`] hands
+    /// out `ahead` calls from now (see [`crate::prefetch`]).
+    pub fn prefetch_buffer(&self, ahead: usize) {
+        let buffer = self
+            .spare
+            .len()
+            .checked_sub(1 + ahead)
+            .and_then(|i| self.spare.get(i));
+        if let Some(b) = buffer {
+            crate::prefetch::lines(b.as_ptr() as usize, 2);
+        }
+    }
+
     /// Datagrams queued.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -116,7 +116,8 @@ pub struct DirectTrack {
     /// str0m's SSRC for the m-line.
     pub ssrc: u32,
     pub payload_type: u8,
-    pub mid: String,
+    /// The m-line's mid, held inline (no pointer to chase per packet).
+    pub mid: str0m::media::Mid,
     pub ids: ExtensionIds,
     /// RTP clock rate (Hz).
     pub clock_rate: u32,
@@ -132,7 +133,7 @@ impl DirectTrack {
     pub fn new(
         ssrc: u32,
         payload_type: u8,
-        mid: String,
+        mid: str0m::media::Mid,
         ids: ExtensionIds,
         clock_rate: u32,
         first: (u32, Instant, usize),

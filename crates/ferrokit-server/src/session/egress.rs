@@ -24,6 +24,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::prefetch;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -40,6 +42,12 @@ use crate::sfu::ForwardPacket;
 pub const JOB_QUEUE_LEN: usize = 4096;
 /// Jobs one worker wake takes before it sends its batch.
 const JOBS_PER_WAKE: usize = 64;
+/// Addresses a cell keeps of its subscriber's forwarding state.
+pub(super) const HINTS: usize = 8;
+/// The fan-out loop prefetches the cell this many subscribers ahead, and
+/// (its hints having arrived by then) the state behind it this many ahead.
+const CELL_AHEAD: usize = 2;
+const STATE_AHEAD: usize = 1;
 
 /// A participant's session, shared by its task and the egress workers.
 /// Empty before the session starts and after it ends.
@@ -49,6 +57,11 @@ pub struct SessionCell {
     pub(super) wake: Notify,
     /// The egress worker that writes this participant's downtracks.
     worker: usize,
+    /// Where the subscriber's forwarding state was when its worker last
+    /// wrote a packet for it (addresses, see [`Session::forward_hints`]),
+    /// prefetched before its turn in the next fan-out. Only hints: a stale
+    /// one costs a wasted prefetch.
+    hints: [AtomicUsize; HINTS],
 }
 
 impl SessionCell {
@@ -61,6 +74,30 @@ impl SessionCell {
     /// Index of the worker that serves this subscriber.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// Fan-out stage 1: the cell's lock word and its hints.
+    fn prefetch_cell(self: &Arc<Self>) {
+        prefetch::line(Arc::as_ptr(self) as usize);
+        prefetch::line(prefetch::addr_of(&self.hints[0]));
+        prefetch::line(prefetch::addr_of(&self.hints[HINTS - 1]));
+    }
+
+    /// Fan-out stage 2: the state the subscriber's last write touched.
+    fn prefetch_state(&self) {
+        for hint in &self.hints {
+            prefetch::line(hint.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Keeps `hints` for the next fan-out (written only where they moved,
+    /// so the line stays clean in the steady state).
+    fn set_hints(&self, hints: [usize; HINTS]) {
+        for (slot, addr) in self.hints.iter().zip(hints) {
+            if slot.load(Ordering::Relaxed) != addr {
+                slot.store(addr, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -134,6 +171,7 @@ impl Egress {
             session: Mutex::new(None),
             wake: Notify::new(),
             worker,
+            hints: Default::default(),
         })
     }
 
@@ -307,6 +345,11 @@ impl Worker {
     /// drains them into the batch. Consecutive jobs for the same
     /// subscribers (a burst of one track) are written subscriber by
     /// subscriber, so each session is locked and drained once for the burst.
+    ///
+    /// The loop is a software pipeline (see [`crate::prefetch`]): while
+    /// subscriber `i` is written, the cell of `i + CELL_AHEAD` and the
+    /// state behind `i + STATE_AHEAD` (with the send buffer it will get)
+    /// are on their way into the cache.
     fn write_jobs(&mut self, now: Instant) {
         let mut jobs = std::mem::take(&mut self.jobs);
         let mut start = 0;
@@ -316,7 +359,17 @@ impl Worker {
                 .iter()
                 .position(|j| !Arc::ptr_eq(&j.subscribers, &subscribers))
                 .map_or(jobs.len(), |n| start + n);
-            for cell in subscribers.iter() {
+            for cell in subscribers.iter().take(CELL_AHEAD) {
+                cell.prefetch_cell();
+            }
+            for (i, cell) in subscribers.iter().enumerate() {
+                if let Some(ahead) = subscribers.get(i + CELL_AHEAD) {
+                    ahead.prefetch_cell();
+                }
+                if let Some(next) = subscribers.get(i + STATE_AHEAD) {
+                    next.prefetch_state();
+                    self.batch.prefetch_buffer(STATE_AHEAD);
+                }
                 let (sooner, wake) = {
                     let mut guard = cell.lock();
                     let Some(session) = guard.as_mut() else {
@@ -327,6 +380,7 @@ impl Worker {
                         let f = session.forward(&job.track_sid, &job.packet, now, &mut self.batch);
                         written |= f == Forwarded::Queued;
                     }
+                    cell.set_hints(session.forward_hints(&jobs[start].track_sid));
                     if !written {
                         // Another layer: str0m has nothing new to send.
                         continue;
@@ -396,5 +450,32 @@ mod tests {
             subscribers: groups[0].clone(),
         };
         assert!(egress.send(0, job));
+    }
+
+    #[test]
+    fn hints_are_kept_and_any_hint_is_safe_to_prefetch() {
+        let cell = Arc::new(SessionCell {
+            session: Mutex::new(None),
+            wake: Notify::new(),
+            worker: 0,
+            hints: Default::default(),
+        });
+        cell.prefetch_cell();
+        cell.prefetch_state(); // all 0: skipped
+        let live = [0u8; 64];
+        let gone = prefetch::addr_of(&*Box::new(0u64));
+        let mut hints = [usize::MAX; HINTS];
+        hints[0] = prefetch::addr_of(&live[..]);
+        hints[1] = gone;
+        cell.set_hints(hints);
+        let kept: Vec<usize> = cell
+            .hints
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(kept, hints.to_vec());
+        cell.prefetch_state();
+        cell.set_hints([0; HINTS]);
+        assert!(cell.hints.iter().all(|h| h.load(Ordering::Relaxed) == 0));
     }
 }

@@ -12,7 +12,7 @@ use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, Output};
 
-use super::{EgressJob, Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
+use super::{egress, EgressJob, Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
 use crate::net::{Datagram, TxBatch};
 use crate::rooms::Command;
 use crate::rtc::direct::{DirectPath, DirectTrack};
@@ -401,6 +401,29 @@ impl Session {
         }
     }
 
+    /// Subscriber side: the addresses a forward of `track_sid` touches
+    /// (session fields, the subscriber connection's direct path, the
+    /// subscription entry), kept by the cell so the egress worker can
+    /// prefetch them before this subscriber's next turn
+    /// ([`crate::prefetch`]). 0 where there is nothing.
+    pub(super) fn forward_hints(&mut self, track_sid: &Arc<str>) -> [usize; egress::HINTS] {
+        use crate::prefetch::addr_of;
+        let mut hints = [0; egress::HINTS];
+        hints[0] = addr_of(&self.pcs);
+        hints[1] = addr_of(&self.subscribed);
+        hints[2] = addr_of(&self.counters);
+        if let Some(peer) = self.pcs.get(self.sub_pc()) {
+            hints[3] = addr_of(&peer.direct);
+            hints[4] = addr_of(&peer.media_dest);
+        }
+        if let Some(sub) = self.subscribed.for_job(track_sid) {
+            hints[5] = addr_of(&sub.active);
+            hints[6] = addr_of(&sub.dt);
+            hints[7] = addr_of(&sub.direct);
+        }
+        hints
+    }
+
     /// Subscriber side: writes one forwarded packet of `track_sid` on its
     /// downtrack: into str0m, which sends it on the next drain, or, for
     /// audio once str0m sent the first packet, protected by us into
@@ -556,7 +579,7 @@ impl Session {
                 sub.direct = Some(DirectTrack::new(
                     ssrc,
                     *pt,
-                    mid.to_string(),
+                    mid,
                     ExtensionIds::from_map(media.remote_extmap()),
                     OPUS_CLOCK_RATE,
                     (f.timestamp, p.arrival, payload_len),
