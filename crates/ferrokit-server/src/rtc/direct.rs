@@ -76,6 +76,11 @@ impl DirectPath {
         Some(buf)
     }
 
+    /// Where the RTP key context is (see [`SrtpTx::key_addr`]).
+    pub fn key_addr(&self) -> Option<usize> {
+        self.rtp.key_addr()
+    }
+
     /// If `datagram` is an SRTCP packet (str0m's, on this connection),
     /// sets the RTP time and counts of the sender reports of the tracks
     /// `tracks` finds by SSRC. Returns whether it changed.

@@ -2,6 +2,7 @@ pub mod codec_order;
 pub mod direct;
 pub mod dtls_keys;
 pub mod extensions;
+pub mod gcm;
 pub mod peer;
 pub mod rtp_out;
 pub mod sdp;

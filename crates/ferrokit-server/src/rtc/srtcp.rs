@@ -14,7 +14,6 @@
 //! all its compounds with one index and may head any of them with this
 //! SSRC.
 
-use aws_lc_rs::aead::{Aad, Nonce};
 use aws_lc_rs::cipher::EncryptionContext;
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
@@ -108,28 +107,24 @@ impl SrtpTx {
                     for (b, s) in iv.iter_mut().zip(&self.salt[..12]) {
                         *b ^= s;
                     }
-                    Nonce::assume_unique_for_key(iv)
+                    iv
                 };
                 let mut aad = [0u8; HEAD + INDEX_LEN];
                 aad[..HEAD].copy_from_slice(&packet[..HEAD]);
                 aad[HEAD..].copy_from_slice(&e_index);
                 let mut plain = packet[..n - INDEX_LEN].to_vec();
-                let Ok(body) = key.open_in_place(nonce(), Aad::from(aad), &mut plain[HEAD..])
-                else {
+                let Some(body_len) = key.open_in_place(&nonce(), &aad, &mut plain[HEAD..]) else {
                     return false;
                 };
-                let body_len = body.len();
                 plain.truncate(HEAD + body_len);
                 if !patch(&mut plain) || plain[..HEAD] != packet[..HEAD] {
                     return false;
                 }
-                let Ok(tag) =
-                    key.seal_in_place_separate_tag(nonce(), Aad::from(aad), &mut plain[HEAD..])
-                else {
+                let Some(tag) = key.seal_in_place(&nonce(), &aad, &mut plain[HEAD..]) else {
                     return false;
                 };
                 packet[HEAD..body_end].copy_from_slice(&plain[HEAD..]);
-                packet[body_end..index_at].copy_from_slice(tag.as_ref());
+                packet[body_end..index_at].copy_from_slice(&tag);
                 true
             }
             Transform::CmHmac(cm) => {

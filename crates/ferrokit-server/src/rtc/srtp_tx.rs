@@ -18,13 +18,13 @@
 //! packets of one SSRC may go either way without reusing an index.
 //! Keys are expanded once; a packet is protected in place.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
 use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128, AES_256};
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 use str0m::crypto::dtls::SrtpProfile;
 
 use super::dtls_keys::SrtpKeying;
+use super::gcm::GcmKey;
 
 /// RFC 3711 §4.3.1 labels for SRTP; SRTCP's are these + 3.
 const LABEL_RTP_ENCRYPTION: u8 = 0;
@@ -59,7 +59,7 @@ impl std::fmt::Display for SrtpTxError {
 impl std::error::Error for SrtpTxError {}
 
 pub(super) enum Transform {
-    Gcm(LessSafeKey),
+    Gcm(GcmKey),
     /// Boxed: the expanded HMAC key is large.
     CmHmac(Box<CmHmac>),
 }
@@ -172,12 +172,9 @@ impl SrtpTx {
                     auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &auth_key),
                 }))
             }
-            SrtpProfile::AEAD_AES_128_GCM => Transform::Gcm(LessSafeKey::new(
-                UnboundKey::new(&AES_128_GCM, key).map_err(|_| SrtpTxError::Crypto)?,
-            )),
-            SrtpProfile::AEAD_AES_256_GCM => Transform::Gcm(LessSafeKey::new(
-                UnboundKey::new(&AES_256_GCM, key).map_err(|_| SrtpTxError::Crypto)?,
-            )),
+            SrtpProfile::AEAD_AES_128_GCM | SrtpProfile::AEAD_AES_256_GCM => {
+                Transform::Gcm(GcmKey::new(key).ok_or(SrtpTxError::Crypto)?)
+            }
             _ => return Err(SrtpTxError::UnknownProfile),
         };
         Ok(Self { transform, salt })
@@ -187,6 +184,16 @@ impl SrtpTx {
     #[cfg(test)]
     pub(super) fn derived_for_tests(profile: SrtpProfile, key: &[u8], salt: &[u8]) -> Self {
         Self::derived(profile, key, salt, LABELS_RTCP).expect("context")
+    }
+
+    /// Where the AES-GCM key context is, for [`crate::prefetch::lines`]
+    /// with [`GcmKey::LINES`] (None for AES-CM, whose contexts aws-lc-rs
+    /// keeps).
+    pub fn key_addr(&self) -> Option<usize> {
+        match &self.transform {
+            Transform::Gcm(key) => Some(key.addr()),
+            Transform::CmHmac(_) => None,
+        }
     }
 
     /// Bytes [`SrtpTx::protect_rtp`] appends.
@@ -219,14 +226,10 @@ impl SrtpTx {
                     *b ^= s;
                 }
                 let (header, body) = packet.split_at_mut(header_len);
-                let Ok(tag) = key.seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(iv),
-                    Aad::from(&*header),
-                    body,
-                ) else {
+                let Some(tag) = key.seal_in_place(&iv, header, body) else {
                     return false;
                 };
-                packet.extend_from_slice(tag.as_ref());
+                packet.extend_from_slice(&tag);
                 true
             }
             Transform::CmHmac(cm) => {

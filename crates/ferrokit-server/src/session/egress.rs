@@ -26,6 +26,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::prefetch;
+use crate::rtc::gcm::GcmKey;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -42,11 +43,12 @@ use crate::sfu::ForwardPacket;
 pub const JOB_QUEUE_LEN: usize = 4096;
 /// Jobs one worker wake takes before it sends its batch.
 const JOBS_PER_WAKE: usize = 64;
-/// Addresses a cell keeps of its subscriber's forwarding state.
+/// Addresses a cell keeps of its subscriber's forwarding state (one cache
+/// line each), besides its key context.
 pub(super) const HINTS: usize = 8;
 /// The fan-out loop prefetches the cell this many subscribers ahead, and
 /// (its hints having arrived by then) the state behind it this many ahead.
-const CELL_AHEAD: usize = 2;
+const CELL_AHEAD: usize = 3;
 const STATE_AHEAD: usize = 1;
 
 /// A participant's session, shared by its task and the egress workers.
@@ -62,6 +64,15 @@ pub struct SessionCell {
     /// prefetched before its turn in the next fan-out. Only hints: a stale
     /// one costs a wasted prefetch.
     hints: [AtomicUsize; HINTS],
+    /// Its AES-GCM key context, likewise ([`GcmKey::LINES`] lines).
+    key_hint: AtomicUsize,
+}
+
+/// What [`Session::forward_hints`] found: addresses of single cache lines,
+/// and of a key context (0: none).
+pub(super) struct Hints {
+    pub lines: [usize; HINTS],
+    pub key: usize,
 }
 
 impl SessionCell {
@@ -88,12 +99,14 @@ impl SessionCell {
         for hint in &self.hints {
             prefetch::line(hint.load(Ordering::Relaxed));
         }
+        prefetch::lines(self.key_hint.load(Ordering::Relaxed), GcmKey::LINES);
     }
 
     /// Keeps `hints` for the next fan-out (written only where they moved,
     /// so the line stays clean in the steady state).
-    fn set_hints(&self, hints: [usize; HINTS]) {
-        for (slot, addr) in self.hints.iter().zip(hints) {
+    fn set_hints(&self, hints: Hints) {
+        let slots = self.hints.iter().chain([&self.key_hint]);
+        for (slot, addr) in slots.zip(hints.lines.into_iter().chain([hints.key])) {
             if slot.load(Ordering::Relaxed) != addr {
                 slot.store(addr, Ordering::Relaxed);
             }
@@ -172,6 +185,7 @@ impl Egress {
             wake: Notify::new(),
             worker,
             hints: Default::default(),
+            key_hint: AtomicUsize::new(0),
         })
     }
 
@@ -459,23 +473,35 @@ mod tests {
             wake: Notify::new(),
             worker: 0,
             hints: Default::default(),
+            key_hint: AtomicUsize::new(0),
         });
         cell.prefetch_cell();
         cell.prefetch_state(); // all 0: skipped
         let live = [0u8; 64];
         let gone = prefetch::addr_of(&*Box::new(0u64));
-        let mut hints = [usize::MAX; HINTS];
-        hints[0] = prefetch::addr_of(&live[..]);
-        hints[1] = gone;
-        cell.set_hints(hints);
+        let mut lines = [usize::MAX; HINTS];
+        lines[0] = prefetch::addr_of(&live[..]);
+        lines[1] = gone;
+        let key = GcmKey::new(&[1; 16]).expect("key");
+        cell.set_hints(Hints {
+            lines,
+            key: key.addr(),
+        });
         let kept: Vec<usize> = cell
             .hints
             .iter()
             .map(|h| h.load(Ordering::Relaxed))
             .collect();
-        assert_eq!(kept, hints.to_vec());
+        assert_eq!(kept, lines.to_vec());
+        assert_eq!(cell.key_hint.load(Ordering::Relaxed), key.addr());
         cell.prefetch_state();
-        cell.set_hints([0; HINTS]);
+        drop(key);
+        cell.prefetch_state(); // the key's context is freed: still a hint
+        cell.set_hints(Hints {
+            lines: [0; HINTS],
+            key: 0,
+        });
+        assert_eq!(cell.key_hint.load(Ordering::Relaxed), 0);
         assert!(cell.hints.iter().all(|h| h.load(Ordering::Relaxed) == 0));
     }
 }

@@ -403,25 +403,27 @@ impl Session {
 
     /// Subscriber side: the addresses a forward of `track_sid` touches
     /// (session fields, the subscriber connection's direct path, the
-    /// subscription entry), kept by the cell so the egress worker can
-    /// prefetch them before this subscriber's next turn
-    /// ([`crate::prefetch`]). 0 where there is nothing.
-    pub(super) fn forward_hints(&mut self, track_sid: &Arc<str>) -> [usize; egress::HINTS] {
+    /// subscription entry; 0 where there is nothing) and its AES-GCM key
+    /// context, kept by the cell so the egress worker can prefetch them
+    /// before this subscriber's next turn ([`crate::prefetch`]).
+    pub(super) fn forward_hints(&mut self, track_sid: &Arc<str>) -> egress::Hints {
         use crate::prefetch::addr_of;
-        let mut hints = [0; egress::HINTS];
-        hints[0] = addr_of(&self.pcs);
-        hints[1] = addr_of(&self.subscribed);
-        hints[2] = addr_of(&self.counters);
+        let mut lines = [0; egress::HINTS];
+        let mut key = 0;
+        lines[0] = addr_of(&self.pcs);
+        lines[1] = addr_of(&self.subscribed);
+        lines[2] = addr_of(&self.counters);
         if let Some(peer) = self.pcs.get(self.sub_pc()) {
-            hints[3] = addr_of(&peer.direct);
-            hints[4] = addr_of(&peer.media_dest);
+            lines[3] = addr_of(&peer.direct);
+            lines[4] = addr_of(&peer.media_dest);
+            key = peer.direct.as_ref().and_then(|d| d.key_addr()).unwrap_or(0);
         }
         if let Some(sub) = self.subscribed.for_job(track_sid) {
-            hints[5] = addr_of(&sub.active);
-            hints[6] = addr_of(&sub.dt);
-            hints[7] = addr_of(&sub.direct);
+            lines[5] = addr_of(&sub.active);
+            lines[6] = addr_of(&sub.dt);
+            lines[7] = addr_of(&sub.direct);
         }
-        hints
+        egress::Hints { lines, key }
     }
 
     /// Subscriber side: writes one forwarded packet of `track_sid` on its
