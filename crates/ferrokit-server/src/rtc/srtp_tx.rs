@@ -16,7 +16,9 @@
 //! The SRTP index is the 64-bit extended sequence number (ROC = index >>
 //! 16), the same one str0m protects with when given it in `RtpWrite`, so
 //! packets of one SSRC may go either way without reusing an index.
-//! Keys are expanded once; a packet is protected in place.
+//! Keys are expanded once; a packet is protected in place. AES-GCM goes
+//! through `super::gcm` (aws-lc's EVP_AEAD API, so the egress worker can
+//! prefetch the key context), AES-CM and HMAC through aws-lc-rs.
 
 use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128, AES_256};
 use aws_lc_rs::hmac;
