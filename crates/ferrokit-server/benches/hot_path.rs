@@ -20,7 +20,8 @@
 //!   audio after str0m's first packet.
 //! - `srtp/*`: the SRTP cipher alone, through str0m's crypto provider (the
 //!   calls str0m's SRTP context makes per packet) and, as a floor, through
-//!   aws-lc-rs with keys expanded once.
+//!   aws-lc-rs with keys expanded once, and through `rtc::gcm` (what the
+//!   direct path uses).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -723,6 +724,12 @@ fn bench_srtp(c: &mut Criterion) {
                     .expect("seal");
                 black_box(tag)
             });
+        });
+        // What the direct path uses: aws-lc's EVP_AEAD API with the
+        // context held by us (`rtc::gcm`), in place.
+        let ours = ferrokit_server::rtc::gcm::GcmKey::new(&[7; 16]).expect("gcm key");
+        g.bench_function(BenchmarkId::new("gcm_key_aes_128_gcm_in_place", len), |b| {
+            b.iter(|| black_box(ours.seal_in_place(&[1; 12], &buf[..hlen], &mut body)));
         });
         let ctr_key = EncryptingKey::ctr(UnboundCipherKey::new(&AES_128, &[7; 16]).expect("key"))
             .expect("ctr key");
