@@ -70,6 +70,14 @@ impl Session {
     pub(super) fn drain(&mut self, only: Option<usize>, batch: &mut TxBatch) -> Instant {
         let mut events = std::mem::take(&mut self.events);
         let mut only = only;
+        // The connection whose SRTCP may carry sender reports of audio we
+        // send ourselves: none until a track goes direct (then str0m's
+        // RTCP elsewhere is sent as it is, without decrypting it).
+        let rewrite_pc = self
+            .subscribed
+            .values()
+            .any(|s| s.direct.is_some())
+            .then(|| self.sub_pc());
         loop {
             let now = Instant::now();
             for (i, pc) in self.pcs.iter_mut().enumerate() {
@@ -100,7 +108,10 @@ impl Session {
                         Ok(Output::Transmit(t)) => {
                             pc.media_dest.observe(&t.contents, t.destination);
                             match &pc.direct {
-                                Some(direct) if crate::rtc::direct::is_rtcp(&t.contents) => {
+                                Some(direct)
+                                    if rewrite_pc == Some(i)
+                                        && crate::rtc::direct::is_rtcp(&t.contents) =>
+                                {
                                     // str0m's sender reports of the audio we
                                     // send ourselves: our times and counts.
                                     let mut datagram: Vec<u8> = t.contents.into();
