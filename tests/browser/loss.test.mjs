@@ -106,10 +106,13 @@ describe(`video under ${LOSS_PERCENT}% server->client packet loss`, () => {
 
     it(`subscriber's connection quality drops below excellent (${mode} PC)`, { skip: SKIP, todo: QUALITY_TODO }, () => {
       assert.ok(result, 'no result: the loss test above failed');
-      // within ~15 s of connecting, the subscriber hears that its own quality
-      // is good or poor (5% loss is not excellent)
+      // during the run (~4 windows of 5 s), the subscriber hears that its
+      // own quality is good or poor (5% loss is not excellent). Not "within
+      // 15 s": the NACK share the server measures per window sits near the
+      // 2% line for GOOD, and one run had its first 3 windows excellent
+      // (FINDINGS.md 6).
       const own = result.sub_quality.filter((e) => e.who === 'sub');
-      const worse = own.find((e) => (e.q === 'good' || e.q === 'poor') && e.t - result.connect_t <= 15);
+      const worse = own.find((e) => e.q === 'good' || e.q === 'poor');
       assert.ok(worse, `subscriber's own ConnectionQualityChanged events: ${JSON.stringify(own)}`);
     });
   }
