@@ -24,9 +24,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crate::prefetch;
-use crate::rtc::gcm::GcmKey;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -36,6 +33,8 @@ use super::media::Forwarded;
 use super::{Session, STR0M_TIMER_EARLY};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::net::{MediaSocket, TxBatch};
+use crate::prefetch;
+use crate::rtc::gcm::GcmKey;
 use crate::sfu::ForwardPacket;
 
 /// Jobs queued per worker before new ones are dropped (about 0.4 s of a

@@ -71,13 +71,9 @@ impl Session {
         let mut events = std::mem::take(&mut self.events);
         let mut only = only;
         // The connection whose SRTCP may carry sender reports of audio we
-        // send ourselves: none until a track goes direct (then str0m's
-        // RTCP elsewhere is sent as it is, without decrypting it).
-        let rewrite_pc = self
-            .subscribed
-            .values()
-            .any(|s| s.direct.is_some())
-            .then(|| self.sub_pc());
+        // send ourselves (once one of its tracks goes direct); str0m's
+        // RTCP anywhere else is sent as it is, without decrypting it.
+        let sub_pc = self.sub_pc();
         loop {
             let now = Instant::now();
             for (i, pc) in self.pcs.iter_mut().enumerate() {
@@ -109,8 +105,9 @@ impl Session {
                             pc.media_dest.observe(&t.contents, t.destination);
                             match &pc.direct {
                                 Some(direct)
-                                    if rewrite_pc == Some(i)
-                                        && crate::rtc::direct::is_rtcp(&t.contents) =>
+                                    if i == sub_pc
+                                        && crate::rtc::direct::is_rtcp(&t.contents)
+                                        && self.subscribed.values().any(|s| s.direct.is_some()) =>
                                 {
                                     // str0m's sender reports of the audio we
                                     // send ourselves: our times and counts.
