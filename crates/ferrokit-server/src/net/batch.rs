@@ -9,7 +9,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-
 use std::os::fd::AsRawFd;
 
 use socket2::SockAddr;

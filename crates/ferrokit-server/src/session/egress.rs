@@ -86,7 +86,10 @@ impl SessionCell {
         self.worker
     }
 
-    /// Fan-out stage 1: the cell's lock word and its hints.
+    /// Fan-out stage 1: the cell's lock word and its hints. The lock word
+    /// is at the cell's start as rustc lays `SessionCell` out today (seen
+    /// in the disassembly, not guaranteed): another layout only makes
+    /// this prefetch miss its line.
     fn prefetch_cell(self: &Arc<Self>) {
         prefetch::line(Arc::as_ptr(self) as usize);
         prefetch::line(prefetch::addr_of(&self.hints[0]));
