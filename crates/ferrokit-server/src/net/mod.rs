@@ -5,4 +5,4 @@ pub mod stun;
 pub mod udp;
 
 pub use batch::TxBatch;
-pub use udp::{Datagram, MediaSocket, UdpMux};
+pub use udp::{Datagram, InlineReceiver, MediaSocket, UdpMux};

@@ -4,17 +4,22 @@
 //! Incoming datagrams are routed by source address; an unknown address is
 //! learned from the USERNAME of its first STUN binding request, whose server
 //! half is the ufrag a transport registered with [`UdpMux::register`].
+//!
+//! A transport may also take its datagrams where they are read
+//! ([`InlineReceiver`]): the receive loop then hands it each datagram as a
+//! slice, with the batch its replies go out in, instead of copying the
+//! datagram into the transport's queue and waking its task.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
 
-use super::batch::RxBatch;
+use super::batch::{RxBatch, TxBatch};
 use super::stun;
 
 /// One received datagram, for the transport that owns its 5-tuple.
@@ -37,11 +42,32 @@ pub struct Datagram {
 /// `EPOLLOUT` edge that woke a runtime thread parked in `epoll_wait`.
 pub type MediaSocket = AsyncFd<std::net::UdpSocket>;
 
+/// A transport that handles some of its datagrams in the receive loop.
+pub trait InlineReceiver: Send + Sync {
+    /// Handles one datagram of peer connection `pc` from `source`, read at
+    /// `at`, queueing whatever it sends in reply in `batch` (sent once the
+    /// loop has handled every datagram of one read). Returns false, having
+    /// done nothing, when the datagram must go through the transport's
+    /// queue instead. Called on the receive loop, so it must not block for
+    /// long: every participant's datagrams wait behind it.
+    fn receive_inline(
+        &self,
+        pc: usize,
+        source: SocketAddr,
+        at: Instant,
+        contents: &[u8],
+        batch: &mut TxBatch,
+    ) -> bool;
+}
+
 /// Where datagrams for one peer connection go.
 #[derive(Clone)]
 struct Route {
     pc: usize,
     tx: mpsc::Sender<Datagram>,
+    /// Tried first, while the queue is empty (a datagram handled here
+    /// must not overtake one still queued).
+    inline: Option<Weak<dyn InlineReceiver>>,
 }
 
 #[derive(Default)]
@@ -111,10 +137,18 @@ impl UdpMux {
     }
 
     /// Routes datagrams whose STUN USERNAME starts with `ufrag` (and then
-    /// their source address) to `tx`, tagged with `pc`.
-    pub fn register(&self, ufrag: &str, pc: usize, tx: mpsc::Sender<Datagram>) {
+    /// their source address) to `tx`, tagged with `pc`; `inline`, while it
+    /// lives, is offered each of them first.
+    pub fn register(
+        &self,
+        ufrag: &str,
+        pc: usize,
+        tx: mpsc::Sender<Datagram>,
+        inline: Option<Weak<dyn InlineReceiver>>,
+    ) {
         if let Ok(mut r) = self.routes.lock() {
-            r.by_ufrag.insert(ufrag.to_string(), Route { pc, tx });
+            r.by_ufrag
+                .insert(ufrag.to_string(), Route { pc, tx, inline });
         }
     }
 
@@ -144,6 +178,7 @@ impl UdpMux {
 
     async fn recv_loop(self) {
         let mut batch = RxBatch::default();
+        let mut replies = TxBatch::default();
         loop {
             let mut ready = match self.socket.readable().await {
                 Ok(ready) => ready,
@@ -173,6 +208,13 @@ impl UdpMux {
                     tracing::trace!(%source, "datagram from unknown source dropped");
                     continue;
                 };
+                if let Some(inline) = route.inline.as_ref().and_then(Weak::upgrade) {
+                    if route.tx.capacity() == route.tx.max_capacity()
+                        && inline.receive_inline(route.pc, source, at, contents, &mut replies)
+                    {
+                        continue;
+                    }
+                }
                 let d = Datagram {
                     pc: route.pc,
                     source,
@@ -183,6 +225,7 @@ impl UdpMux {
                     tracing::debug!(%source, "participant queue full, datagram dropped");
                 }
             }
+            replies.send(self.socket.get_ref());
         }
     }
 }

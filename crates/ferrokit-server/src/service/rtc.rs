@@ -232,7 +232,14 @@ async fn start_session(state: Arc<ServerState>, intent: JoinIntent, socket: WebS
             crate::auth::sign(&c, secret).ok()
         }),
     });
-    match Session::new(sid.clone(), room.clone(), ctx, intent.single_pc, ctrl_rx) {
+    match Session::new(
+        sid.clone(),
+        room.clone(),
+        ctx,
+        intent.single_pc,
+        ctrl_rx,
+        &cell,
+    ) {
         Ok((session, inboxes)) => {
             session
                 .run(

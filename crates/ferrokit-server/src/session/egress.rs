@@ -24,7 +24,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
@@ -65,6 +65,9 @@ pub struct SessionCell {
     hints: [AtomicUsize; HINTS],
     /// Its AES-GCM key context, likewise ([`GcmKey::LINES`] lines).
     key_hint: AtomicUsize,
+    /// The cell itself, for the receive loop to schedule its timeouts
+    /// (`super::inline`).
+    pub(super) me: Weak<SessionCell>,
 }
 
 /// What [`Session::forward_hints`] found: addresses of single cache lines,
@@ -182,12 +185,13 @@ impl Egress {
     /// An empty cell for a new participant, on the next worker in turn.
     pub fn cell(&self) -> Arc<SessionCell> {
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        Arc::new(SessionCell {
+        Arc::new_cyclic(|me| SessionCell {
             session: Mutex::new(None),
             wake: Notify::new(),
             worker,
             hints: Default::default(),
             key_hint: AtomicUsize::new(0),
+            me: me.clone(),
         })
     }
 
@@ -470,12 +474,13 @@ mod tests {
 
     #[test]
     fn hints_are_kept_and_any_hint_is_safe_to_prefetch() {
-        let cell = Arc::new(SessionCell {
+        let cell = Arc::new_cyclic(|me| SessionCell {
             session: Mutex::new(None),
             wake: Notify::new(),
             worker: 0,
             hints: Default::default(),
             key_hint: AtomicUsize::new(0),
+            me: me.clone(),
         });
         cell.prefetch_cell();
         cell.prefetch_state(); // all 0: skipped

@@ -2,6 +2,7 @@
 //! downtracks, writing forwarded RTP, data channels, and negotiation of the
 //! server's sending m-lines.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,10 +173,16 @@ impl Session {
     }
 
     pub(super) fn on_datagram(&mut self, d: Datagram) {
-        let Some(pc) = self.pcs.get_mut(d.pc) else {
+        self.receive(d.pc, d.source, d.at, &d.contents);
+    }
+
+    /// Feeds one datagram of peer connection `pc` from `source`, read at
+    /// `at`, to str0m (drained by the caller).
+    pub(super) fn receive(&mut self, pc: usize, source: SocketAddr, at: Instant, contents: &[u8]) {
+        let Some(peer) = self.pcs.get_mut(pc) else {
             return;
         };
-        if let Err(e) = pc.receive(d.source, d.at, &d.contents) {
+        if let Err(e) = peer.receive(source, at, contents) {
             self.warn_once("bad datagram", e);
         }
     }

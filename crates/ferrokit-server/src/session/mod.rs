@@ -5,6 +5,7 @@
 
 mod control;
 mod egress;
+mod inline;
 mod media;
 mod negotiation;
 mod outbox;
@@ -13,7 +14,7 @@ mod subscriptions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 
 pub use egress::{by_worker, Egress, EgressJob, SessionCell};
 
-use crate::net::{Datagram, TxBatch, UdpMux};
+use crate::net::{Datagram, InlineReceiver, TxBatch, UdpMux};
 use crate::rooms::{Command, Mailbox, RoomEntry};
 use crate::rtc::peer::Peer;
 use crate::sfu::{Codec, Downtrack};
@@ -315,7 +316,9 @@ pub fn mailbox(egress: &Egress) -> (Mailbox, mpsc::UnboundedReceiver<Command>) {
 }
 
 impl Session {
-    /// Builds the session's peer connections and registers their ufrags.
+    /// Builds the session's peer connections and registers their ufrags,
+    /// with `cell` (where the session will run) taking their connected
+    /// STUN and media datagrams on the receive loop (`inline`).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         sid: String,
@@ -323,6 +326,7 @@ impl Session {
         ctx: Arc<SessionContext>,
         single_pc: bool,
         ctrl: mpsc::UnboundedReceiver<Command>,
+        cell: &Arc<SessionCell>,
     ) -> Result<(Self, Inboxes), crate::rtc::peer::PeerError> {
         let now = Instant::now();
         let (udp_tx, udp_rx) = mpsc::channel(crate::net::udp::QUEUE_LEN);
@@ -331,7 +335,9 @@ impl Session {
         for i in 0..count {
             // Dual PC: the publisher connection (0) only receives.
             let peer = Peer::new(ctx.candidate_addr, now, single_pc || i == 1)?;
-            ctx.mux.register(&peer.ufrag, i, udp_tx.clone());
+            let inline: Weak<dyn InlineReceiver> = Arc::downgrade(cell) as _;
+            ctx.mux
+                .register(&peer.ufrag, i, udp_tx.clone(), Some(inline));
             pcs.push(peer);
         }
         let session = Self {

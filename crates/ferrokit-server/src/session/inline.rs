@@ -1,0 +1,80 @@
+//! A connected session's STUN, SRTP and SRTCP datagrams, handled on the
+//! shared port's receive loop ([`InlineReceiver`]) rather than queued for
+//! the session's task.
+//!
+//! Through the queue, every datagram cost a copy, a channel hop, a task
+//! wake and a `sendmmsg` of its own for the reply: a publisher's packet
+//! took two hops (receive loop, publisher task, egress worker) before its
+//! first subscriber got it, and each subscriber's RTCP report and STUN
+//! keepalive (one every few seconds each, hundreds a second in a large
+//! room) woke a task. Here the datagram is handled under the session's
+//! lock as its task would, and the replies of one read go out in one batch.
+//!
+//! DTLS records (the handshake, and SCTP: data channel messages, which fan
+//! out to the room) and anything before the connection is up still go
+//! through the task: a handshake takes long enough to hold up every other
+//! participant's datagrams.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::SessionCell;
+use crate::net::{InlineReceiver, TxBatch};
+
+/// Whether a datagram is one the receive loop may handle: STUN (first
+/// byte 0-3) or RTP/RTCP (128-191), RFC 7983 section 7.
+fn is_inline_kind(contents: &[u8]) -> bool {
+    matches!(contents.first(), Some(0..=3 | 128..=191))
+}
+
+impl InlineReceiver for SessionCell {
+    fn receive_inline(
+        &self,
+        pc: usize,
+        source: SocketAddr,
+        at: Instant,
+        contents: &[u8],
+        batch: &mut TxBatch,
+    ) -> bool {
+        if !is_inline_kind(contents) {
+            return false;
+        }
+        let (sooner, wake, egress) = {
+            let mut guard = self.lock();
+            let Some(s) = guard.as_mut() else {
+                return false;
+            };
+            if !s.pcs.get(pc).is_some_and(|p| p.connected) {
+                return false;
+            }
+            s.receive(pc, source, at, contents);
+            let next = s.drain(Some(pc), batch);
+            let sooner = s.note_timeout(next);
+            let egress = sooner.map(|_| s.ctx.egress.clone());
+            (sooner, s.needs_task(), egress)
+        };
+        if let (Some(at), Some(egress), Some(me)) = (sooner, egress, self.me.upgrade()) {
+            egress.schedule(&me, at);
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_inline_kind;
+
+    #[test]
+    fn only_stun_and_rtp_are_handled_inline() {
+        assert!(is_inline_kind(&[0x00, 0x01])); // STUN binding request
+        assert!(is_inline_kind(&[0x80, 0x6f])); // RTP
+        assert!(is_inline_kind(&[0x81, 0xc9])); // RTCP receiver report
+        assert!(!is_inline_kind(&[22, 0xfe, 0xfd])); // DTLS handshake
+        assert!(!is_inline_kind(&[23, 0xfe, 0xfd])); // DTLS application data (SCTP)
+        assert!(!is_inline_kind(&[]));
+        assert!(!is_inline_kind(&[64])); // TURN channel data
+    }
+}
