@@ -254,6 +254,8 @@ struct Worker {
     order: u64,
     /// Every transmit of one wake.
     batch: TxBatch,
+    /// Packets forwarded (and failed) in one wake, flushed to the metrics
+    /// after it.
     counters: MediaCounters,
 }
 
@@ -295,10 +297,8 @@ impl Worker {
             }
             self.run_timeouts(Instant::now());
             let sent = self.batch.send(socket.get_ref());
-            if sent.dropped > 0 {
-                self.counters.forward_errors += sent.dropped as u64;
-                metrics.add(&mut self.counters);
-            }
+            self.counters.forward_errors += sent.dropped as u64;
+            metrics.add(&mut self.counters);
         }
     }
 
@@ -397,7 +397,13 @@ impl Worker {
                     };
                     let mut written = false;
                     for job in &jobs[start..end] {
-                        let f = session.forward(&job.track_sid, &job.packet, now, &mut self.batch);
+                        let f = session.forward(
+                            &job.track_sid,
+                            &job.packet,
+                            now,
+                            &mut self.batch,
+                            &mut self.counters,
+                        );
                         written |= f == Forwarded::Queued;
                     }
                     cell.set_hints(session.forward_hints(&jobs[start].track_sid));

@@ -14,6 +14,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, Output};
 
 use super::{egress, EgressJob, Session, SsrcInfo, KEYFRAME_REQUEST_INTERVAL, STR0M_TIMER_EARLY};
+use crate::metrics::MediaCounters;
 use crate::net::{Datagram, TxBatch};
 use crate::rooms::Command;
 use crate::rtc::direct::{DirectPath, DirectTrack};
@@ -427,7 +428,7 @@ impl Session {
         let mut key = 0;
         lines[0] = addr_of(&self.pcs);
         lines[1] = addr_of(&self.subscribed);
-        lines[2] = addr_of(&self.counters);
+        lines[2] = addr_of(&self.single_pc);
         if let Some(peer) = self.pcs.get(self.sub_pc()) {
             lines[3] = addr_of(&peer.direct);
             lines[4] = addr_of(&peer.media_dest);
@@ -444,13 +445,16 @@ impl Session {
     /// Subscriber side: writes one forwarded packet of `track_sid` on its
     /// downtrack: into str0m, which sends it on the next drain, or, for
     /// audio once str0m sent the first packet, protected by us into
-    /// `batch` (`rtc::direct`).
+    /// `batch` (`rtc::direct`). Counts what it sends, or fails to, in
+    /// `counters` (the egress worker's, flushed once per wake: a session's
+    /// own would be flushed only on its control tick).
     pub(super) fn forward(
         &mut self,
         track_sid: &Arc<str>,
         packet: &ForwardPacket,
         now: Instant,
         batch: &mut TxBatch,
+        counters: &mut MediaCounters,
     ) -> Forwarded {
         let pc = self.sub_pc();
         let Some(sub) = self.subscribed.for_job(track_sid) else {
@@ -493,7 +497,7 @@ impl Session {
                             .flatten()
                     });
                 let Some(found) = found else {
-                    self.counters.forward_errors += 1;
+                    counters.forward_errors += 1;
                     self.warn_once("codec not negotiated by subscriber", mime(p.codec));
                     return Forwarded::Nothing;
                 };
@@ -524,8 +528,8 @@ impl Session {
             rewritten.as_deref().unwrap_or(&p.payload)
         };
         let video = sub.video;
-        self.counters.packets_out += 1;
-        self.counters.bytes_out += bytes.len() as u64;
+        counters.packets_out += 1;
+        counters.bytes_out += bytes.len() as u64;
         if let (Some(track), Some(direct), Some(dest)) = (
             sub.direct.as_mut(),
             &self.pcs[pc].direct,
