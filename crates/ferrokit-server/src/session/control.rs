@@ -8,7 +8,7 @@ use livekit_protocol as proto;
 use proto::signal_response::Message as Msg;
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 
-use super::Session;
+use super::{Session, CONTROL_INTERVAL};
 use crate::sfu::allocation::{desired_bps, Allocator, Demand};
 use crate::sfu::quality::QualityWindow;
 use crate::sfu::Codec;
@@ -25,6 +25,29 @@ const QUALITY_WINDOW_MAX: Duration = Duration::from_secs(11);
 /// subscriber takes video: its first probes go up to twice this, before any
 /// media is measured.
 const MIN_DESIRED_BPS: u64 = 1_000_000;
+
+/// Control interval of a session that publishes nothing and takes no
+/// video: nothing of its control work is then due sooner (connection
+/// quality windows last at least [`QUALITY_WINDOW`]). A multiple of
+/// [`CONTROL_INTERVAL`], so its ticks stay on the session's phase. Ticking
+/// 200 audio-only subscribers every 400 ms woke their tasks 500 times a
+/// second for nothing.
+pub(super) const CONTROL_INTERVAL_IDLE: Duration = Duration::from_secs(2);
+
+/// The control tick after the one due at `last` (before the first tick,
+/// `last` is one [`CONTROL_INTERVAL`] before it): `interval` later, or if
+/// that is not after `now` (the interval shrank, or the task ran late),
+/// the first [`CONTROL_INTERVAL`] step after `now`, skipping missed ones.
+pub(super) fn next_control_tick(last: Instant, interval: Duration, now: Instant) -> Instant {
+    let due = last + interval;
+    if due > now {
+        return due;
+    }
+    let step = CONTROL_INTERVAL.as_nanos();
+    let missed = now.duration_since(due).as_nanos() / step + 1;
+    // `missed` steps past `due` is after `now`; u32 holds ~54 years of them.
+    due + CONTROL_INTERVAL * u32::try_from(missed).unwrap_or(u32::MAX)
+}
 
 /// Subscriber side: bandwidth allocation across control ticks.
 #[derive(Debug, Default)]
@@ -100,6 +123,18 @@ impl Session {
         }
         for u in updates {
             self.send(Msg::SubscribedQualityUpdate(u));
+        }
+    }
+
+    /// The interval to this session's next control tick: a publisher's
+    /// speaking level and dynacast layers, and a video subscriber's
+    /// bandwidth allocation and stream states, every [`CONTROL_INTERVAL`];
+    /// otherwise [`CONTROL_INTERVAL_IDLE`].
+    pub(super) fn control_interval(&self) -> Duration {
+        if !self.incoming.is_empty() || self.subscribed.values().any(|s| s.video) {
+            CONTROL_INTERVAL
+        } else {
+            CONTROL_INTERVAL_IDLE
         }
     }
 
@@ -296,5 +331,40 @@ impl Session {
         let sid = self.sid.clone();
         self.room
             .update(|r| ((), r.set_connection_quality(&sid, quality, score)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_control_tick_keeps_the_phase_and_skips_missed_ticks() {
+        let last = Instant::now();
+        let ms = Duration::from_millis;
+        // On time: one interval after the last tick.
+        assert_eq!(
+            next_control_tick(last, CONTROL_INTERVAL, last + ms(3)),
+            last + ms(400)
+        );
+        assert_eq!(
+            next_control_tick(last, CONTROL_INTERVAL_IDLE, last + ms(3)),
+            last + ms(2000)
+        );
+        // The session took video 1.3 s into an idle interval: the next
+        // 400 ms step of its phase, not the rest of the idle interval.
+        assert_eq!(
+            next_control_tick(last, CONTROL_INTERVAL, last + ms(1300)),
+            last + ms(1600)
+        );
+        // Exactly on a step: that one is not after `now`.
+        assert_eq!(
+            next_control_tick(last, CONTROL_INTERVAL, last + ms(800)),
+            last + ms(1200)
+        );
+        // The task ran 10 s late: missed ticks are skipped, not run.
+        let due = next_control_tick(last, CONTROL_INTERVAL_IDLE, last + ms(10_050));
+        assert_eq!(due, last + ms(10_400));
+        assert_eq!((due - last).as_millis() % CONTROL_INTERVAL.as_millis(), 0);
     }
 }

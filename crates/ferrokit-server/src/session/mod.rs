@@ -422,10 +422,14 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + WS_PING_EVERY, WS_PING_EVERY);
         let mut refresh = tokio::time::interval(TOKEN_REFRESH_EVERY);
         refresh.tick().await;
-        let control_start = crate::grid::on_grid(Instant::now(), CONTROL_PHASE);
-        let mut control_tick = tokio::time::interval_at(control_start.into(), CONTROL_INTERVAL);
-        // Skip, not Delay: a late tick must not move the session off its phase.
-        control_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Control ticks: the first on the phase grid, each later one
+        // `control_interval` after the last (`control::next_control_tick`).
+        let mut control_due = crate::grid::on_grid(Instant::now(), CONTROL_PHASE);
+        let mut last_control = control_due
+            .checked_sub(CONTROL_INTERVAL)
+            .unwrap_or(control_due);
+        let control_tick = tokio::time::sleep_until(control_due.into());
+        tokio::pin!(control_tick);
         let next = self.drain_all(&mut batch);
         let first_timeout = self.note_timeout(next);
         *cell.lock() = Some(self);
@@ -479,7 +483,7 @@ impl Session {
                         Step::Woken
                     }
                 }
-                _ = control_tick.tick() => Step::Control,
+                _ = &mut control_tick => Step::Control,
                 _ = refresh.tick(), if ws_open => Step::Refresh,
                 _ = &mut departure_timer, if departure_armed => Step::Departure,
             };
@@ -508,6 +512,7 @@ impl Session {
                 Step::Woken => {}
                 Step::Control => {
                     let now = Instant::now();
+                    last_control = control_due;
                     if !s.incoming.is_empty() {
                         s.update_speaking();
                         s.update_dynacast(now);
@@ -526,6 +531,14 @@ impl Session {
                     tracing::info!(participant = %s.sid, "departure timeout");
                     s.closing = true;
                 }
+            }
+            // A subscription or publication may have changed how often
+            // control work is due.
+            let due =
+                control::next_control_tick(last_control, s.control_interval(), Instant::now());
+            if due != control_due {
+                control_due = due;
+                control_tick.as_mut().reset(due.into());
             }
             let next = s.drain_all(&mut batch);
             // str0m's timeouts run on the egress worker: it is told only
