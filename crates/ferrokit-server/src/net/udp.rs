@@ -35,12 +35,10 @@ pub struct Datagram {
     pub contents: Vec<u8>,
 }
 
-/// The shared port's socket: non-blocking, registered with the reactor for
-/// reading only. Sends ([`super::TxBatch::send`]) are made without waiting
-/// for readiness; with write interest too, each datagram the kernel freed
-/// after sending (on loopback, right after delivering it) raised an
-/// `EPOLLOUT` edge that woke a runtime thread parked in `epoll_wait`.
-pub type MediaSocket = AsyncFd<std::net::UdpSocket>;
+/// The shared port's socket for sending ([`super::TxBatch::send`]):
+/// non-blocking and in no reactor, so nothing waits on it (see
+/// [`super::port`]); sends are made without waiting for readiness.
+pub type MediaSocket = std::net::UdpSocket;
 
 /// A transport that handles some of its datagrams in the receive loop.
 pub trait InlineReceiver: Send + Sync {
@@ -79,32 +77,12 @@ struct Routes {
 /// The shared UDP socket and its routing table.
 #[derive(Clone)]
 pub struct UdpMux {
-    socket: Arc<MediaSocket>,
+    /// Registered with the reactor for reading only: with write interest
+    /// too, each datagram the kernel freed after sending raised an
+    /// `EPOLLOUT` edge that woke a runtime thread parked in `epoll_wait`.
+    recv: Arc<AsyncFd<std::net::UdpSocket>>,
+    send: Arc<MediaSocket>,
     routes: Arc<Mutex<Routes>>,
-}
-
-/// Kernel receive and send buffer asked for on the shared port, bytes. The
-/// kernel caps it at `net.core.rmem_max` / `wmem_max` (4 MiB on our test
-/// machines, 208 KiB on a stock kernel). With the default 208 KiB, a
-/// receive loop held up for ~100 ms in a 200-subscriber room overflowed it
-/// (`RcvbufErrors`), and a lost publisher packet is lost for every
-/// subscriber.
-pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
-
-/// A non-blocking UDP socket bound to `addr` with [`SOCKET_BUFFER_BYTES`]
-/// buffers (best effort: a smaller cap is not an error).
-fn bind_with_buffers(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::warn!("udp: receive buffer of {SOCKET_BUFFER_BYTES} bytes refused: {e}");
-    }
-    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::warn!("udp: send buffer of {SOCKET_BUFFER_BYTES} bytes refused: {e}");
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
 }
 
 /// Datagrams buffered per participant before new ones are dropped.
@@ -113,12 +91,15 @@ pub const QUEUE_LEN: usize = 1024;
 impl UdpMux {
     /// Binds `addr` and starts the receive loop on the current runtime.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let socket = Arc::new(AsyncFd::with_interest(
-            bind_with_buffers(addr)?,
-            Interest::READABLE,
-        )?);
+        let port = super::port::bind(addr)?;
+        // Without a pair, the receiving socket sends too (a second fd).
+        let send = match port.send {
+            Some(send) => send,
+            None => port.recv.try_clone()?,
+        };
         let mux = Self {
-            socket,
+            recv: Arc::new(AsyncFd::with_interest(port.recv, Interest::READABLE)?),
+            send: Arc::new(send),
             routes: Arc::default(),
         };
         let recv = mux.clone();
@@ -128,12 +109,12 @@ impl UdpMux {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.get_ref().local_addr()
+        self.recv.get_ref().local_addr()
     }
 
     /// The socket, for sending.
     pub fn socket(&self) -> &Arc<MediaSocket> {
-        &self.socket
+        &self.send
     }
 
     /// Routes datagrams whose STUN USERNAME starts with `ufrag` (and then
@@ -180,7 +161,7 @@ impl UdpMux {
         let mut batch = RxBatch::default();
         let mut replies = TxBatch::default();
         loop {
-            let mut ready = match self.socket.readable().await {
+            let mut ready = match self.recv.readable().await {
                 Ok(ready) => ready,
                 Err(e) => {
                     tracing::warn!("udp: socket not readable: {e}");
@@ -225,7 +206,7 @@ impl UdpMux {
                     tracing::debug!(%source, "participant queue full, datagram dropped");
                 }
             }
-            replies.send(self.socket.get_ref());
+            replies.send(&*self.send);
         }
     }
 }

@@ -296,7 +296,7 @@ impl Worker {
                 self.push(cell, at);
             }
             self.run_timeouts(Instant::now());
-            let sent = self.batch.send(socket.get_ref());
+            let sent = self.batch.send(&*socket);
             self.counters.forward_errors += sent.dropped as u64;
             metrics.add(&mut self.counters);
         }
@@ -438,12 +438,9 @@ mod tests {
 
     #[tokio::test]
     async fn cells_take_workers_in_turn_and_group_by_worker() {
-        let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        std_socket.set_nonblocking(true).expect("non-blocking");
-        let socket = Arc::new(
-            MediaSocket::with_interest(std_socket, tokio::io::Interest::READABLE)
-                .expect("register"),
-        );
+        let socket = MediaSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let socket = Arc::new(socket);
         let egress = Egress::start(socket, 2, Arc::new(Metrics::new()));
         assert_eq!(egress.workers(), 2);
         let cells: Vec<_> = (0..5).map(|_| egress.cell()).collect();

@@ -433,7 +433,7 @@ impl Session {
         let next = self.drain_all(&mut batch);
         let first_timeout = self.note_timeout(next);
         *cell.lock() = Some(self);
-        batch.send(socket.get_ref());
+        batch.send(&*socket);
         if let Some(at) = first_timeout {
             ctx.egress.schedule(&cell, at);
         }
@@ -548,7 +548,7 @@ impl Session {
                 s.closing = true;
             }
             drop(guard);
-            batch.send(socket.get_ref());
+            batch.send(&*socket);
             if let Some(at) = sooner {
                 ctx.egress.schedule(&cell, at);
             }
