@@ -39,6 +39,15 @@ pub const RELIABLE_LABEL: &str = "_reliable";
 /// `bwe/delay/control.rs`), and a connection that sends video, the only
 /// media we report transport-cc for, gets a round with every packet.
 pub const BWE_IDLE_ROUND: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long after SCTP traffic (a DTLS record received, a data channel
+/// message written) the BWE delay controller's rounds are not put off
+/// ([`Peer::schedule`]). str0m reports only its soonest deadline, so while
+/// the controller's 25 ms one is put off, SCTP's own deadlines wait for it
+/// too: the delayed acknowledgement (200 ms, RFC 4960 section 6.2) and the
+/// retransmission timer (1 s at first, section 6.3). 3 s covers the
+/// acknowledgement of the last message received and a first
+/// retransmission of the last one sent.
+pub const SCTP_ACTIVE: std::time::Duration = std::time::Duration::from_secs(3);
 /// Once connected, timeout rounds str0m asks for only for housekeeping
 /// (see [`is_housekeeping`]) are put off to the next multiple of this,
 /// counted from one process-wide epoch, so that every connection's rounds
@@ -118,6 +127,8 @@ pub struct Peer {
     pub media_dest: MediaDestination,
     /// When str0m last ran a timeout round ([`Peer::timeout_round`]).
     last_round: Instant,
+    /// Until when SCTP counts as active ([`SCTP_ACTIVE`]).
+    sctp_until: Instant,
 }
 
 impl Peer {
@@ -171,6 +182,7 @@ impl Peer {
             direct: None,
             media_dest: MediaDestination::default(),
             last_round: now,
+            sctp_until: now,
         })
     }
 
@@ -196,12 +208,15 @@ impl Peer {
     /// egress worker about 1,000 times a second, each wake a context switch
     /// and an epoll round for one str0m round. Pacing, NACK, TWCC feedback
     /// and BWE probes keep their exact times, and so does everything before
-    /// the connection is up (ICE checks and the DTLS handshake).
+    /// the connection is up (ICE checks and the DTLS handshake). While SCTP
+    /// is active ([`SCTP_ACTIVE`]) the BWE controller's rounds are only put
+    /// on the grid, so SCTP's timers, hidden behind them, are at most one
+    /// grid step late.
     pub fn schedule(&mut self, at: Instant) {
         let reason = self.rtc.last_timeout_reason();
         self.next_timeout = if !self.connected {
             at
-        } else if reason == Reason::BweDelayControl {
+        } else if reason == Reason::BweDelayControl && self.last_round >= self.sctp_until {
             on_grid(at.max(self.last_round + BWE_IDLE_ROUND), HOUSEKEEPING_GRID)
         } else if is_housekeeping(reason) {
             on_grid(at, HOUSEKEEPING_GRID)
@@ -217,6 +232,10 @@ impl Peer {
         at: Instant,
         contents: &[u8],
     ) -> Result<(), RtcError> {
+        if matches!(contents.first(), Some(20..=63)) {
+            // DTLS (RFC 7983): once connected, SCTP.
+            self.sctp_until = self.sctp_until.max(at + SCTP_ACTIVE);
+        }
         let Ok(contents) = contents.try_into() else {
             return Ok(()); // Not a protocol str0m speaks: ignore.
         };
@@ -289,9 +308,10 @@ impl Peer {
             .unwrap_or(ChannelKind::Other)
     }
 
-    /// Sends a binary message on the reliable or lossy channel, if open.
-    /// Returns false when the channel is not open or its buffer is full.
-    pub fn send_data(&mut self, reliable: bool, bytes: &[u8]) -> bool {
+    /// Sends a binary message on the reliable or lossy channel, if open, at
+    /// `now` (SCTP is then active, [`SCTP_ACTIVE`]). Returns false when the
+    /// channel is not open or its buffer is full.
+    pub fn send_data(&mut self, reliable: bool, bytes: &[u8], now: Instant) -> bool {
         let want = if reliable {
             ChannelKind::Reliable
         } else {
@@ -305,9 +325,14 @@ impl Peer {
         else {
             return false;
         };
-        self.rtc
+        let written = self
+            .rtc
             .channel(id)
-            .is_some_and(|mut ch| ch.write(true, bytes).unwrap_or(false))
+            .is_some_and(|mut ch| ch.write(true, bytes).unwrap_or(false));
+        if written {
+            self.sctp_until = self.sctp_until.max(now + SCTP_ACTIVE);
+        }
+        written
     }
 
     /// The payload type negotiated on `mid` for `codec`, if any. RED
@@ -379,7 +404,7 @@ mod tests {
     use str0m::{Output, Reason};
 
     use super::super::test_pair::Pair;
-    use super::{is_housekeeping, BWE_IDLE_ROUND, HOUSEKEEPING_GRID};
+    use super::{is_housekeeping, BWE_IDLE_ROUND, HOUSEKEEPING_GRID, SCTP_ACTIVE};
     use crate::grid::on_grid;
 
     /// A round the BWE delay controller alone asks for (every 25 ms) is
@@ -416,6 +441,53 @@ mod tests {
             assert!(next >= at, "never sooner than str0m asked");
         }
         assert!(throttled > 0, "the BWE delay controller asked for a round");
+    }
+
+    /// While SCTP is active (here: a DTLS record came in) the BWE
+    /// controller's rounds only go onto the grid; [`SCTP_ACTIVE`] after
+    /// it they are put off again.
+    #[test]
+    fn bwe_rounds_are_not_put_off_while_sctp_is_active() {
+        let mut pair = Pair::connected();
+        pair.server.connected = true;
+        // A DTLS 1.2 application-data record header (content type 23), as
+        // SCTP travels: str0m drops this empty one.
+        let record = [23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 0];
+        let start = pair.now;
+        let _ = pair.server.receive(pair.client_addr, start, &record);
+        let (mut kept, mut put_off) = (0, 0);
+        for _ in 0..600 {
+            pair.advance(Duration::from_millis(7), |_| {});
+            let now = pair.now;
+            pair.server.timeout_round(now).expect("round");
+            let at = loop {
+                match pair.server.rtc.poll_output().expect("poll") {
+                    Output::Timeout(t) => break t,
+                    _ => continue,
+                }
+            };
+            pair.server.schedule(at);
+            if pair.server.rtc.last_timeout_reason() != Reason::BweDelayControl {
+                continue;
+            }
+            let next = pair.server.next_timeout;
+            if now < start + SCTP_ACTIVE {
+                assert_eq!(
+                    next,
+                    on_grid(at, HOUSEKEEPING_GRID),
+                    "active at {:?}",
+                    now - start
+                );
+                kept += 1;
+            } else {
+                assert_eq!(next, on_grid(now + BWE_IDLE_ROUND, HOUSEKEEPING_GRID));
+                put_off += 1;
+            }
+        }
+        assert!(
+            kept > 0 && put_off > 0,
+            "both seen: {kept} kept, {put_off} put off"
+        );
     }
 
     /// Before the connection is up every round keeps str0m's time.

@@ -670,8 +670,9 @@ impl Session {
             }
             Command::Data(d) => {
                 // Dual PC: the subscriber PC carries server->client data once open.
-                let sent = self.pcs.len() > 1 && self.pcs[1].send_data(d.reliable, &d.bytes);
-                if !sent && !self.pcs[0].send_data(d.reliable, &d.bytes) && d.reliable {
+                let now = Instant::now();
+                let sent = self.pcs.len() > 1 && self.pcs[1].send_data(d.reliable, &d.bytes, now);
+                if !sent && !self.pcs[0].send_data(d.reliable, &d.bytes, now) && d.reliable {
                     self.warn_once("data dropped", "no open data channel");
                 }
             }
