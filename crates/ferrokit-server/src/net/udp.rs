@@ -74,7 +74,7 @@ struct Routes {
     by_addr: HashMap<SocketAddr, Route>,
 }
 
-/// The shared UDP socket and its routing table.
+/// The shared UDP port's sockets and its routing table.
 #[derive(Clone)]
 pub struct UdpMux {
     /// Registered with the reactor for reading only: with write interest

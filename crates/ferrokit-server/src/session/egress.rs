@@ -84,6 +84,15 @@ impl SessionCell {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Locks the session if nobody holds it (None), as [`Self::lock`].
+    pub(super) fn try_lock(&self) -> Option<MutexGuard<'_, Option<Session>>> {
+        match self.session.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Index of the worker that serves this subscriber.
     pub fn worker(&self) -> usize {
         self.worker

@@ -11,9 +11,10 @@
 //! lock as its task would, and the replies of one read go out in one batch.
 //!
 //! DTLS records (the handshake, and SCTP: data channel messages, which fan
-//! out to the room) and anything before the connection is up still go
-//! through the task: a handshake takes long enough to hold up every other
-//! participant's datagrams.
+//! out to the room), anything before the connection is up, and anything
+//! that arrives while the session is locked still go through the task: the
+//! loop must not wait on one participant while every other participant's
+//! datagrams wait behind it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,7 +41,13 @@ impl InlineReceiver for SessionCell {
             return false;
         }
         let (sooner, wake, egress) = {
-            let mut guard = self.lock();
+            // Never waited for: the session's task may hold it for a while
+            // (an SDP offer, a DTLS handshake). The datagram then goes to
+            // the queue, and the next ones follow it there until it is
+            // drained (the loop's check), so none overtakes another.
+            let Some(mut guard) = self.try_lock() else {
+                return false;
+            };
             let Some(s) = guard.as_mut() else {
                 return false;
             };
