@@ -6,13 +6,20 @@
 //! a forwarded packet and send it all at once; a session task does the same
 //! with what one of its wakes produced. The shared port's receive loop takes
 //! whatever the kernel has queued in one call.
+//!
+//! Consecutive datagrams to one destination (the packets of a video frame
+//! to one subscriber) go out as one message with UDP generic segmentation
+//! offload ([`super::gso`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 
 use socket2::SockAddr;
 use str0m::net::DatagramSend;
+
+use super::gso;
 
 /// Most messages one `sendmmsg` call takes: its headers live on the
 /// stack (~5 KiB), so a call allocates nothing; a larger batch takes a few
@@ -47,6 +54,8 @@ pub struct Sent {
     pub dropped: usize,
     /// `sendmmsg` calls made.
     pub calls: usize,
+    /// Of the datagrams sent, those that went in GSO messages of several.
+    pub coalesced: usize,
 }
 
 impl TxBatch {
@@ -99,17 +108,28 @@ impl TxBatch {
         while next < self.items.len() {
             let end = (next + MAX_PER_CALL).min(self.items.len());
             done.calls += 1;
-            match sendmmsg(socket, &self.items[next..end]) {
-                Ok(n) => {
-                    done.sent += n;
-                    next += n;
+            let gso = !gso::REFUSED.load(Ordering::Relaxed);
+            match sendmmsg(socket, &self.items[next..end], gso) {
+                Ok(call) => {
+                    done.sent += call.datagrams;
+                    done.coalesced += call.coalesced;
+                    next += call.datagrams;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e)
+                    if e.gso
+                        && matches!(e.error.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                {
+                    // Sent again one by one, and so is everything after.
+                    if !gso::REFUSED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("udp: GSO refused ({}); datagrams go one by one", e.error);
+                    }
+                }
                 Err(e) => {
-                    // The first datagram was refused: skip it, send the rest.
-                    tracing::debug!("udp send: {e}");
-                    done.dropped += 1;
-                    next += 1;
+                    // The first message was refused: skip it, send the rest.
+                    tracing::debug!("udp send: {}", e.error);
+                    done.dropped += e.datagrams;
+                    next += e.datagrams;
                 }
             }
         }
@@ -125,26 +145,78 @@ impl TxBatch {
     }
 }
 
-/// One `sendmmsg(2)` of `items` (at most [`MAX_PER_CALL`]). Returns how
-/// many the kernel took (at least one), or the error of the first.
+/// What one [`sendmmsg`] call sent.
+struct CallSent {
+    /// Datagrams the kernel took (at least one).
+    datagrams: usize,
+    /// Of them, those in GSO messages of several.
+    coalesced: usize,
+}
+
+/// A [`sendmmsg`] call the kernel refused at its first message.
+struct CallError {
+    error: io::Error,
+    /// Datagrams in that first message.
+    datagrams: usize,
+    /// Whether it was a GSO message of several.
+    gso: bool,
+}
+
+/// One `sendmmsg(2)` of `items` (at most [`MAX_PER_CALL`] datagrams),
+/// runs of them as GSO messages when `gso` ([`gso::run`]). Returns how
+/// many datagrams the kernel took, or the error of the first message.
 ///
 /// The workspace denies `unsafe`; this is its one exception, the FFI call
 /// itself (no crate in our tree wraps `sendmmsg` for several destinations).
 #[allow(unsafe_code)]
-fn sendmmsg(socket: &impl AsRawFd, items: &[(SockAddr, DatagramSend)]) -> io::Result<usize> {
-    let count = items.len().min(MAX_PER_CALL);
+fn sendmmsg(
+    socket: &impl AsRawFd,
+    items: &[(SockAddr, DatagramSend)],
+    gso: bool,
+) -> Result<CallSent, CallError> {
+    let items = &items[..items.len().min(MAX_PER_CALL)];
     let mut iovecs = [EMPTY_IOVEC; MAX_PER_CALL];
-    let mut msgs: [libc::mmsghdr; MAX_PER_CALL] = std::array::from_fn(|_| empty_mmsghdr());
-    for ((msg, iov), (addr, d)) in msgs.iter_mut().zip(iovecs.iter_mut()).zip(items) {
+    for (iov, (_, d)) in iovecs.iter_mut().zip(items) {
         *iov = libc::iovec {
             iov_base: d.as_ptr() as *mut libc::c_void,
             iov_len: d.len(),
         };
-        *msg = mmsghdr(addr.as_ptr() as *mut libc::c_void, addr.len(), iov);
     }
-    // SAFETY: the first `count` headers' name and iovec pointers point into
-    // `items` and `iovecs`, which outlive the call; the kernel only reads
-    // them (and writes `msg_len`).
+    // Messages: (first datagram, datagrams); a control message for each
+    // message of several, filled before any pointer to them is taken.
+    let mut runs = [(0usize, 0usize); MAX_PER_CALL];
+    let mut controls = [gso::Control::new(0); MAX_PER_CALL];
+    let mut count = 0;
+    let mut i = 0;
+    while i < items.len() {
+        let run = if gso { gso::run(&items[i..]).max(1) } else { 1 };
+        runs[count] = (i, run);
+        if run > 1 {
+            // A datagram's length fits u16 (a run is within gso::MAX_BYTES).
+            controls[count] = gso::Control::new(items[i].1.len() as u16);
+        }
+        count += 1;
+        i += run;
+    }
+    let mut msgs: [libc::mmsghdr; MAX_PER_CALL] = std::array::from_fn(|_| empty_mmsghdr());
+    for (m, (msg, &(first, run))) in msgs.iter_mut().zip(&runs[..count]).enumerate() {
+        let addr = &items[first].0;
+        *msg = mmsghdr(
+            addr.as_ptr() as *mut libc::c_void,
+            addr.len(),
+            &mut iovecs[first],
+        );
+        msg.msg_hdr.msg_iovlen = run as _;
+        if run > 1 {
+            msg.msg_hdr.msg_control = (&mut controls[m] as *mut gso::Control).cast();
+            msg.msg_hdr.msg_controllen = std::mem::size_of::<gso::Control>() as _;
+        }
+    }
+    // SAFETY: the first `count` headers' name, iovec and control pointers
+    // point into `items`, `iovecs` and `controls`, which outlive the call
+    // and are not touched while the pointers live; each header's iovecs
+    // are `msg_iovlen` consecutive initialised entries. The kernel only
+    // reads them (and writes `msg_len`).
     let n = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
@@ -154,10 +226,18 @@ fn sendmmsg(socket: &impl AsRawFd, items: &[(SockAddr, DatagramSend)]) -> io::Re
         )
     };
     if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+        let run = runs[0].1;
+        return Err(CallError {
+            error: io::Error::last_os_error(),
+            datagrams: run,
+            gso: run > 1,
+        });
     }
+    let sent = &runs[..(n as usize).min(count)];
+    Ok(CallSent {
+        datagrams: sent.iter().map(|r| r.1).sum(),
+        coalesced: sent.iter().filter(|r| r.1 > 1).map(|r| r.1).sum(),
+    })
 }
 
 /// An iovec pointing nowhere (an unused slot).
@@ -315,7 +395,8 @@ mod tests {
             Sent {
                 sent: 5,
                 dropped: 0,
-                calls: 1
+                calls: 1,
+                coalesced: 0,
             }
         );
         assert!(batch.is_empty());
@@ -361,6 +442,60 @@ mod tests {
             assert_eq!(
                 &buf[..n],
                 &[(i % 251) as u8; 20][..],
+                "datagram {i} in order"
+            );
+        }
+    }
+
+    /// Runs to one destination go as GSO messages (full-size datagrams,
+    /// then at most one shorter); the receivers get the same datagrams in
+    /// the same order.
+    #[tokio::test]
+    async fn runs_to_one_destination_go_as_gso_messages_and_arrive_as_sent() {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (aa, ba) = (a.local_addr().expect("addr"), b.local_addr().expect("addr"));
+        // a: 3 full + 1 short (one message), then a full one after the
+        // short (a new run); b: a lone one; a: a larger one (a new run).
+        let plan: [(SocketAddr, usize); 7] = [
+            (aa, 1200),
+            (aa, 1200),
+            (aa, 1200),
+            (aa, 500),
+            (aa, 1200),
+            (ba, 300),
+            (aa, 1300),
+        ];
+        let mut batch = TxBatch::default();
+        for (i, &(to, len)) in plan.iter().enumerate() {
+            batch.push(to, vec![i as u8; len].into());
+        }
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tx.writable().await.expect("writable");
+            batch.send(&tx)
+        })
+        .await
+        .expect("send within 5 s");
+        assert_eq!(
+            sent,
+            Sent {
+                sent: 7,
+                dropped: 0,
+                calls: 1,
+                coalesced: 4,
+            }
+        );
+        let mut buf = [0u8; 2048];
+        for (i, &(to, len)) in plan.iter().enumerate() {
+            let sock = if to == aa { &a } else { &b };
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .expect("datagram within 5 s")
+                .expect("recv");
+            assert_eq!(n, len, "datagram {i}'s length");
+            assert!(
+                buf[..n].iter().all(|x| *x == i as u8),
                 "datagram {i} in order"
             );
         }
