@@ -370,6 +370,16 @@ mod tests {
     use super::*;
     use tokio::net::UdpSocket;
 
+    /// Sends `batch` on `tx` once it is writable (within 5 s).
+    async fn send_all(batch: &mut TxBatch, tx: &UdpSocket) -> Sent {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tx.writable().await.expect("writable");
+            batch.send(tx)
+        })
+        .await
+        .expect("send within 5 s")
+    }
+
     #[tokio::test]
     async fn sends_to_several_destinations_in_order() {
         let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -384,12 +394,7 @@ mod tests {
             );
         }
         assert_eq!(batch.len(), 5);
-        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            tx.writable().await.expect("writable");
-            batch.send(&tx)
-        })
-        .await
-        .expect("send within 5 s");
+        let sent = send_all(&mut batch, &tx).await;
         assert_eq!(
             sent,
             Sent {
@@ -424,12 +429,7 @@ mod tests {
         for i in 0..total {
             batch.push(to, vec![(i % 251) as u8; 20].into());
         }
-        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            tx.writable().await.expect("writable");
-            batch.send(&tx)
-        })
-        .await
-        .expect("send within 5 s");
+        let sent = send_all(&mut batch, &tx).await;
         assert_eq!(sent.sent, total);
         assert_eq!(sent.dropped, 0);
         assert_eq!(sent.calls, 3);
@@ -471,12 +471,7 @@ mod tests {
         for (i, &(to, len)) in plan.iter().enumerate() {
             batch.push(to, vec![i as u8; len].into());
         }
-        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            tx.writable().await.expect("writable");
-            batch.send(&tx)
-        })
-        .await
-        .expect("send within 5 s");
+        let sent = send_all(&mut batch, &tx).await;
         assert_eq!(
             sent,
             Sent {
@@ -513,12 +508,7 @@ mod tests {
         batch.push(to, b.into());
         // Too large to keep.
         batch.push(to, vec![0; SPARE_CAPACITY + 1].into());
-        tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            tx.writable().await.expect("writable");
-            batch.send(&tx)
-        })
-        .await
-        .expect("send within 5 s");
+        send_all(&mut batch, &tx).await;
         let again = batch.buffer();
         assert!(again.is_empty() && again.capacity() >= 100);
         assert_eq!(again.as_ptr(), ptr, "the same allocation");

@@ -407,6 +407,23 @@ mod tests {
     use super::{is_housekeeping, BWE_IDLE_ROUND, HOUSEKEEPING_GRID, SCTP_ACTIVE};
     use crate::grid::on_grid;
 
+    /// Advances the pair 7 ms, runs the server's round then, and schedules
+    /// the next from str0m's deadline. Returns (the round's time, str0m's
+    /// deadline).
+    fn round_and_schedule(pair: &mut Pair) -> (std::time::Instant, std::time::Instant) {
+        pair.advance(Duration::from_millis(7), |_| {});
+        let now = pair.now;
+        pair.server.timeout_round(now).expect("round");
+        let at = loop {
+            match pair.server.rtc.poll_output().expect("poll") {
+                Output::Timeout(t) => break t,
+                _ => continue,
+            }
+        };
+        pair.server.schedule(at);
+        (now, at)
+    }
+
     /// A round the BWE delay controller alone asks for (every 25 ms) is
     /// put off to 500 ms after the last round, other housekeeping rounds
     /// to the next grid step, and the rest are kept.
@@ -417,16 +434,7 @@ mod tests {
         pair.server.connected = true;
         let mut throttled = 0;
         for _ in 0..40 {
-            pair.advance(Duration::from_millis(7), |_| {});
-            let now = pair.now;
-            pair.server.timeout_round(now).expect("round");
-            let at = loop {
-                match pair.server.rtc.poll_output().expect("poll") {
-                    Output::Timeout(t) => break t,
-                    _ => continue,
-                }
-            };
-            pair.server.schedule(at);
+            let (now, at) = round_and_schedule(&mut pair);
             let reason = pair.server.rtc.last_timeout_reason();
             let next = pair.server.next_timeout;
             if reason == Reason::BweDelayControl {
@@ -457,16 +465,7 @@ mod tests {
         let _ = pair.server.receive(pair.client_addr, start, &record);
         let (mut kept, mut put_off) = (0, 0);
         for _ in 0..600 {
-            pair.advance(Duration::from_millis(7), |_| {});
-            let now = pair.now;
-            pair.server.timeout_round(now).expect("round");
-            let at = loop {
-                match pair.server.rtc.poll_output().expect("poll") {
-                    Output::Timeout(t) => break t,
-                    _ => continue,
-                }
-            };
-            pair.server.schedule(at);
+            let (now, at) = round_and_schedule(&mut pair);
             if pair.server.rtc.last_timeout_reason() != Reason::BweDelayControl {
                 continue;
             }
