@@ -1,6 +1,7 @@
 //! The only place with sockets: the shared UDP media port.
 
 pub mod batch;
+pub mod demux;
 pub mod gso;
 pub mod port;
 pub mod stun;

@@ -20,6 +20,7 @@ use super::dtls_keys::SrtpKeying;
 use super::rtp_out::{write_header, ExtensionIds, RtpHeaderOut};
 use super::srtcp::{patch_sender_reports, SenderCounts};
 use super::srtp_tx::{SrtpTx, SrtpTxError};
+use crate::net::demux::{self, Kind};
 
 /// One connection's sending contexts, once DTLS is up.
 #[derive(Debug)]
@@ -99,19 +100,16 @@ impl DirectPath {
     }
 }
 
-/// RTP or RTCP (first byte 128-191, RFC 7983) with an RTCP packet type
-/// (200-206) in the second byte: SR, RR, SDES, BYE, APP, RTPFB, PSFB.
+/// RTP or RTCP ([`demux::kind`]) with an RTCP packet type (200-206) in
+/// the second byte: SR, RR, SDES, BYE, APP, RTPFB, PSFB.
 pub fn is_rtcp(datagram: &[u8]) -> bool {
-    datagram.len() >= 8 && (128..=191).contains(&datagram[0]) && (200..=206).contains(&datagram[1])
+    datagram.len() >= 8 && demux::kind(datagram) == Kind::Rtp && (200..=206).contains(&datagram[1])
 }
 
 /// What str0m's own transmits tell of the connection's destination: DTLS
-/// (20-63) and RTP/RTCP (128-191) go to the nominated pair; STUN (0-3)
-/// answers whoever asked.
+/// and RTP/RTCP go to the nominated pair; STUN answers whoever asked.
 pub fn is_media_path(datagram: &[u8]) -> bool {
-    datagram
-        .first()
-        .is_some_and(|b| (20..=63).contains(b) || (128..=191).contains(b))
+    matches!(demux::kind(datagram), Kind::Dtls | Kind::Rtp)
 }
 
 /// One downtrack sent directly: what its packets carry, and what its

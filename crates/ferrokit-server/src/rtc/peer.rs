@@ -21,6 +21,7 @@ use str0m::{Candidate, Input, Reason, Rtc, RtcError};
 use super::direct::{DirectPath, MediaDestination};
 use super::dtls_keys::KeySink;
 use crate::grid::on_grid;
+use crate::net::demux::{self, Kind};
 use crate::sfu::Codec;
 
 /// Starting bandwidth estimate of a peer connection, bps: enough for a
@@ -232,8 +233,8 @@ impl Peer {
         at: Instant,
         contents: &[u8],
     ) -> Result<(), RtcError> {
-        if matches!(contents.first(), Some(20..=63)) {
-            // DTLS (RFC 7983): once connected, SCTP.
+        if demux::kind(contents) == Kind::Dtls {
+            // Once connected, DTLS carries SCTP.
             self.sctp_until = self.sctp_until.max(at + SCTP_ACTIVE);
         }
         let Ok(contents) = contents.try_into() else {

@@ -20,12 +20,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::SessionCell;
+use crate::net::demux::{self, Kind};
 use crate::net::{InlineReceiver, TxBatch};
 
-/// Whether a datagram is one the receive loop may handle: STUN (first
-/// byte 0-3) or RTP/RTCP (128-191), RFC 7983 section 7.
+/// Whether a datagram is one the receive loop may handle: STUN or
+/// RTP/RTCP ([`demux::kind`]).
 fn is_inline_kind(contents: &[u8]) -> bool {
-    matches!(contents.first(), Some(0..=3 | 128..=191))
+    matches!(demux::kind(contents), Kind::Stun | Kind::Rtp)
 }
 
 impl InlineReceiver for SessionCell {
