@@ -41,7 +41,7 @@ impl InlineReceiver for SessionCell {
         if !is_inline_kind(contents) {
             return false;
         }
-        let (sooner, wake, egress) = {
+        let wake = {
             // Never waited for: the session's task may hold it for a while
             // (an SDP offer, a DTLS handshake). The datagram then goes to
             // the queue, and the next ones follow it there until it is
@@ -57,13 +57,12 @@ impl InlineReceiver for SessionCell {
             }
             s.receive(pc, source, at, contents);
             let next = s.drain(Some(pc), batch);
-            let sooner = s.note_timeout(next);
-            let egress = sooner.map(|_| s.ctx.egress.clone());
-            (sooner, s.needs_task(), egress)
+            // Only a channel send to the worker: fine under the lock.
+            if let (Some(at), Some(me)) = (s.note_timeout(next), self.me.upgrade()) {
+                s.ctx.egress.schedule(&me, at);
+            }
+            s.needs_task()
         };
-        if let (Some(at), Some(egress), Some(me)) = (sooner, egress, self.me.upgrade()) {
-            egress.schedule(&me, at);
-        }
         if wake {
             self.wake.notify_one();
         }
