@@ -4,9 +4,10 @@
 //!
 //! A session lives in a [`SessionCell`]: its task locks it to handle
 //! signal requests, datagrams and timers; a worker locks it to write a
-//! forwarded packet and drain what str0m transmits. A publisher's task hands
-//! each published packet to every worker that serves some of the track's
-//! subscribers, once per worker ([`EgressJob`]). The worker writes it into
+//! forwarded packet and drain what str0m transmits. A publisher's packet is
+//! queued once per subscriber list of its track ([`EgressJob`]): one list
+//! on the publisher's own worker, or, for a fan-out too long for one core
+//! ([`FANOUT_SPLIT`]), a list per worker ([`fan_out`]). The worker writes it into
 //! each of those sessions in turn, collects every transmit in one
 //! [`TxBatch`] and sends the batch with one `sendmmsg`. Per packet and
 //! subscriber that leaves one uncontended lock and str0m's own work, where a
@@ -221,11 +222,40 @@ impl Egress {
     }
 }
 
-/// Groups `cells` by their worker: entry `w` lists those served by worker `w`.
-pub fn by_worker(cells: &[Arc<SessionCell>], workers: usize) -> Vec<Arc<[Arc<SessionCell>]>> {
-    (0..workers)
-        .map(|w| cells.iter().filter(|c| c.worker == w).cloned().collect())
-        .collect()
+/// The largest fan-out that one worker writes alone. Handing part of a
+/// packet's fan-out to another worker wakes a second thread (a futex wake,
+/// and here, in a VM, an inter-processor interrupt: 10-20 µs of CPU
+/// between both threads) and buys latency: the last subscriber gets the
+/// packet after half the fan-out instead of all of it, at 4-5 µs a
+/// downtrack. Small rooms (a few subscribers a track) are better off on
+/// one core: in `bench/run.py rooms-20x5` one list per track cut the
+/// server's CPU by 10 %. Large fan-outs keep their parallel halves: with
+/// audio-200 or video-50 on one worker, latency p50 rose by 1.1 ms for no
+/// CPU saving (the A/B in bench/README.md).
+pub const FANOUT_SPLIT: usize = 32;
+
+/// The subscriber lists a published track's packets are queued with, each
+/// with the worker that writes it: for up to [`FANOUT_SPLIT`] subscribers
+/// one list, on worker `home` (the publisher's own, so that many small
+/// rooms spread over the workers as their publishers do); for more, one
+/// list per worker, of the subscribers it serves (whose str0m timers it
+/// also runs). Empty lists are left out.
+pub fn fan_out(
+    cells: &[Arc<SessionCell>],
+    workers: usize,
+    home: usize,
+) -> Vec<(usize, Arc<[Arc<SessionCell>]>)> {
+    let workers = workers.max(1);
+    if cells.is_empty() {
+        Vec::new()
+    } else if cells.len() <= FANOUT_SPLIT || workers == 1 {
+        vec![(home % workers, cells.iter().cloned().collect())]
+    } else {
+        (0..workers)
+            .map(|w| (w, cells.iter().filter(|c| c.worker == w).cloned().collect()))
+            .filter(|(_, group): &(usize, Arc<[_]>)| !group.is_empty())
+            .collect()
+    }
 }
 
 /// A session's str0m deadline in a worker's timer queue; `order` breaks
@@ -446,7 +476,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn cells_take_workers_in_turn_and_group_by_worker() {
+    async fn cells_take_workers_in_turn_and_large_fan_outs_split_by_worker() {
         let socket = MediaSocket::bind("127.0.0.1:0").expect("bind");
         socket.set_nonblocking(true).expect("non-blocking");
         let socket = Arc::new(socket);
@@ -455,12 +485,30 @@ mod tests {
         let cells: Vec<_> = (0..5).map(|_| egress.cell()).collect();
         let workers: Vec<usize> = cells.iter().map(|c| c.worker()).collect();
         assert_eq!(workers, vec![0, 1, 0, 1, 0]);
-        let groups = by_worker(&cells, egress.workers());
+        // A small fan-out: one list, in order, on the home worker.
+        let small = fan_out(&cells, egress.workers(), 3);
+        assert_eq!(small.len(), 1);
+        assert_eq!(small[0].0, 1);
+        assert_eq!(small[0].1.len(), 5);
+        assert!(Arc::ptr_eq(&small[0].1[4], &cells[4]));
+        assert!(fan_out(&[], 2, 0).is_empty());
+        // A large one: a list per worker, of the cells it serves.
+        let mut cells = cells;
+        cells.extend((5..=FANOUT_SPLIT).map(|_| egress.cell()));
+        let groups = fan_out(&cells, egress.workers(), 1);
         assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].len(), 3);
-        assert_eq!(groups[1].len(), 2);
-        assert!(Arc::ptr_eq(&groups[0][1], &cells[2]));
-        assert!(Arc::ptr_eq(&groups[1][1], &cells[3]));
+        assert_eq!(
+            (groups[0].0, groups[0].1.len()),
+            (0, FANOUT_SPLIT.div_ceil(2) + 1)
+        );
+        assert_eq!((groups[1].0, groups[1].1.len()), (1, FANOUT_SPLIT / 2));
+        assert!(Arc::ptr_eq(&groups[0].1[1], &cells[2]));
+        assert!(Arc::ptr_eq(&groups[1].1[1], &cells[3]));
+        assert!(groups
+            .iter()
+            .all(|(w, g)| g.iter().all(|c| c.worker() == *w)));
+        // One worker: everything on it.
+        assert_eq!(fan_out(&cells, 1, 1)[0].0, 0);
         // An empty cell (session not started or ended) is skipped by the
         // worker, and a job for it is still accepted.
         assert!(cells[0].lock().is_none());
@@ -479,7 +527,7 @@ mod tests {
                 dependency_descriptor: None,
                 arrival: Instant::now(),
             }),
-            subscribers: groups[0].clone(),
+            subscribers: groups[0].1.clone(),
         };
         assert!(egress.send(0, job));
     }

@@ -351,17 +351,14 @@ impl Session {
                 .filter(|_| dependency_descriptor::forwards_unchanged(codec, inc.rids.len() > 1)),
             arrival: p.timestamp,
         });
-        // Once per egress worker, with the subscribers it serves.
-        for (worker, group) in inc.groups.iter().enumerate() {
-            if group.is_empty() {
-                continue;
-            }
+        // Once per subscriber list, to the worker that writes it.
+        for (worker, group) in &inc.groups {
             let job = EgressJob {
                 track_sid: inc.track_sid.clone(),
                 packet: packet.clone(),
                 subscribers: group.clone(),
             };
-            if !self.ctx.egress.send(worker, job) {
+            if !self.ctx.egress.send(*worker, job) {
                 self.counters.forward_errors += group.len() as u64;
             }
         }

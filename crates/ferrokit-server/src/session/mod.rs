@@ -26,7 +26,7 @@ use str0m::media::Mid;
 use str0m::rtp::Ssrc;
 use tokio::sync::mpsc;
 
-pub use egress::{by_worker, Egress, EgressJob, SessionCell};
+pub use egress::{fan_out, Egress, EgressJob, SessionCell};
 
 use crate::net::{Datagram, InlineReceiver, TxBatch, UdpMux};
 use crate::rooms::{Command, Mailbox, RoomEntry};
@@ -83,9 +83,9 @@ struct Incoming {
     started: bool,
     /// Subscribers' sessions, by participant sid.
     downtracks: Vec<(String, Arc<SessionCell>)>,
-    /// The same sessions grouped by egress worker (entry `w` for worker
-    /// `w`): each packet goes to each worker once, with its group.
-    groups: Vec<Arc<[Arc<SessionCell>]>>,
+    /// The same sessions as the egress jobs list them, each list with the
+    /// worker that writes it ([`fan_out`]): a packet is queued once per list.
+    groups: Vec<(usize, Arc<[Arc<SessionCell>]>)>,
     last_keyframe_request: Option<Instant>,
     rids: Vec<String>,
     /// Loudness over the current speaker interval (audio tracks).
@@ -102,10 +102,11 @@ struct Incoming {
 }
 
 impl Incoming {
-    /// Rebuilds `groups` from `downtracks` after a change.
-    fn regroup(&mut self, workers: usize) {
+    /// Rebuilds `groups` from `downtracks` after a change; `home` is the
+    /// publisher's own egress worker.
+    fn regroup(&mut self, workers: usize, home: usize) {
         let cells: Vec<_> = self.downtracks.iter().map(|(_, c)| c.clone()).collect();
-        self.groups = by_worker(&cells, workers);
+        self.groups = fan_out(&cells, workers, home);
     }
 }
 
@@ -190,6 +191,9 @@ pub struct Session {
     /// The deadline the egress worker's timer holds for this session
     /// (None: none yet).
     scheduled: Option<Instant>,
+    /// The egress worker of this participant's cell: where its published
+    /// tracks' small fan-outs are written ([`fan_out`]).
+    worker: usize,
 }
 
 /// What the signal reader task hands the session.
@@ -367,6 +371,7 @@ impl Session {
             bwe_bps: None,
             bandwidth: Default::default(),
             scheduled: None,
+            worker: cell.worker(),
         };
         Ok((session, Inboxes { ctrl, udp: udp_rx }))
     }
@@ -627,14 +632,14 @@ impl Session {
                 subscriber,
                 media,
             } => {
-                let workers = self.ctx.egress.workers();
+                let (workers, home) = (self.ctx.egress.workers(), self.worker);
                 if let Some(inc) = self.incoming_track(&track_sid) {
                     if let Some(d) = &mut inc.dynacast {
                         d.set(&subscriber, Some(2));
                     }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
                     inc.downtracks.push((subscriber, media));
-                    inc.regroup(workers);
+                    inc.regroup(workers, home);
                 }
                 self.update_dynacast(Instant::now());
                 self.request_keyframe(&track_sid, None);
@@ -643,13 +648,13 @@ impl Session {
                 track_sid,
                 subscriber,
             } => {
-                let workers = self.ctx.egress.workers();
+                let (workers, home) = (self.ctx.egress.workers(), self.worker);
                 if let Some(inc) = self.incoming_track(&track_sid) {
                     if let Some(d) = &mut inc.dynacast {
                         d.remove(&subscriber);
                     }
                     inc.downtracks.retain(|(s, _)| *s != subscriber);
-                    inc.regroup(workers);
+                    inc.regroup(workers, home);
                 }
             }
             Command::SubscriberLayer {
