@@ -19,6 +19,7 @@ Usage (from the repository root; builds release binaries first):
   python3 bench/run.py                      # every scenario
   python3 bench/run.py audio-200 video-10   # some
   python3 bench/run.py --list
+  python3 bench/run.py --veth               # load generator behind a veth pair (netns.py)
 Results: a table on stdout and bench/results/<date>-<commit>-<scenario set>.json.
 Only the Python standard library is used.
 """
@@ -36,6 +37,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "ferrokit")
@@ -90,43 +93,49 @@ def packets_out(metrics_url):
     return int(m.group(1)) if m else 0
 
 
-def wait_http(port, deadline):
+def wait_http(host, port, deadline):
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.05)
     return False
 
 
-def sample(pid, metrics_url):
+def sample(pid, metrics_url, veth):
     return {"t": time.monotonic(), "cpu": cpu_seconds(pid), "rss": rss_bytes(pid),
-            "out": packets_out(metrics_url)}
+            "out": packets_out(metrics_url),
+            "napi": netns.napi_cpu_seconds() if veth else 0.0}
 
 
-def run_scenario(name, duration, dual_pc, binary=BIN):
+def run_scenario(name, duration, dual_pc, binary=BIN, veth=False):
+    """One run of scenario `name` on `binary`; with `veth`, the load generator
+    runs behind the veth pair of `netns` (set up by the caller)."""
     args, participants, _ = SCENARIOS[name]
+    host = netns.SERVER_IP if veth else "127.0.0.1"
     http_port, udp_port, prom_port = free_port(), free_port(socket.SOCK_DGRAM), free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
         cfg.write(f"prometheus_port: {prom_port}\n")
     log = open(os.path.join(tempfile.gettempdir(), f"ferrokit-bench-{name}.log"), "w")
     server = subprocess.Popen(
-        [binary, "serve", "--dev", "--config", cfg.name, "--port", str(http_port),
-         "--udp-port", str(udp_port)],
+        [binary, "serve", "--dev", "--config", cfg.name, "--bind", host,
+         "--port", str(http_port), "--udp-port", str(udp_port)],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
-    metrics_url = f"http://127.0.0.1:{prom_port}/metrics"
+    metrics_url = f"http://{host}:{prom_port}/metrics"
     try:
-        if not wait_http(http_port, time.monotonic() + 10) or not wait_http(
-                prom_port, time.monotonic() + 5):
+        if not wait_http(host, http_port, time.monotonic() + 10) or not wait_http(
+                host, prom_port, time.monotonic() + 5):
             raise RuntimeError(f"server did not start; see {log.name}")
         idle_rss = rss_bytes(server.pid)
         # The load generator is always this tree's: only the server varies.
-        cmd = [BIN, "load-test", "--url", f"ws://127.0.0.1:{http_port}", "--room", name,
+        cmd = [BIN, "load-test", "--url", f"ws://{host}:{http_port}", "--room", name,
                "--duration", str(duration), "--json", *args]
         if dual_pc:
             cmd.append("--dual-pc")
+        if veth:
+            cmd = netns.wrap(cmd)
         lt = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         marks = {}
         stderr_tail = []
@@ -134,9 +143,9 @@ def run_scenario(name, duration, dual_pc, binary=BIN):
         def read_stderr():
             for line in lt.stderr:
                 if "measure-start" in line:
-                    marks["start"] = sample(server.pid, metrics_url)
+                    marks["start"] = sample(server.pid, metrics_url, veth)
                 elif "measure-end" in line:
-                    marks["end"] = sample(server.pid, metrics_url)
+                    marks["end"] = sample(server.pid, metrics_url, veth)
                 else:
                     stderr_tail.append(line)
                     del stderr_tail[:-20]
@@ -167,9 +176,11 @@ def run_scenario(name, duration, dual_pc, binary=BIN):
     system = e["cpu"][1] - s["cpu"][1]
     cpu = user + system
     fwd = e["out"] - s["out"]
+    napi = e["napi"] - s["napi"]
     return {
         "scenario": name,
         "mode": "dual-pc" if dual_pc else "single-pc",
+        "network": "veth" if veth else "loopback",
         "participants": participants,
         "window_s": round(window, 2),
         "server_cpu_s": round(cpu, 3),
@@ -179,6 +190,7 @@ def run_scenario(name, duration, dual_pc, binary=BIN):
         "cpu_us_per_packet": round(cpu * 1e6 / fwd, 2) if fwd else None,
         "user_us_per_packet": round(user * 1e6 / fwd, 2) if fwd else None,
         "sys_us_per_packet": round(system * 1e6 / fwd, 2) if fwd else None,
+        "napi_us_per_packet": round(napi * 1e6 / fwd, 2) if fwd and veth else None,
         "rss_mb": round(e["rss"] / 2**20, 1),
         "rss_kb_per_participant": round((e["rss"] - idle_rss) / 1024 / participants, 1),
         "loss_pct": report.get("packet_loss_pct"),
@@ -194,6 +206,7 @@ def run_scenario(name, duration, dual_pc, binary=BIN):
 
 COLUMNS = [("scenario", "scenario", 12), ("cpu_us_per_packet", "us/pkt", 8),
            ("user_us_per_packet", "user", 6), ("sys_us_per_packet", "sys", 6),
+           ("napi_us_per_packet", "napi", 6),
            ("packets_per_s", "pkt/s", 8), ("server_cpu_pct", "cpu%", 6),
            ("loss_pct", "loss%", 7), ("latency_ms_p50", "lat p50", 8),
            ("latency_ms_p99", "lat p99", 8), ("join_ms_p50", "join p50", 9),
@@ -249,6 +262,11 @@ def main():
     ap.add_argument("scenarios", nargs="*", help="default: all")
     ap.add_argument("--duration", type=float, default=15, help="measurement seconds")
     ap.add_argument("--dual-pc", action="store_true", help="two peer connections")
+    ap.add_argument("--veth", action="store_true",
+                    help="run the load generator in its own network namespace behind a veth "
+                         "pair with threaded NAPI, so the subscribers' kernel receive path is "
+                         "not on the server's account as it is on loopback (root, iproute2, "
+                         "ethtool; see bench/netns.py)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per scenario; the table shows the run with the median CPU per "
                          "packet and the range of all (this VM varies by +-20 %% run to run)")
@@ -270,6 +288,39 @@ def main():
         ap.error(f"unknown scenario(s): {', '.join(unknown)} (see --list)")
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "ferrokit"], cwd=ROOT, check=True)
+    if a.veth:
+        try:
+            netns.setup()
+        except netns.SetupError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    try:
+        results, failed = run_all(a, names)
+    finally:
+        if a.veth:
+            netns.teardown()
+    print(table(results))
+    if a.against:
+        print(f"* = {a.against}")
+    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(), "duration_s": a.duration, "repeat": a.repeat,
+           "network": "veth" if a.veth else "loopback",
+           "results": results, "failed": failed}
+    label = "all" if not a.scenarios else "+".join(names)
+    mode = ("-dual-pc" if a.dual_pc else "") + ("-veth" if a.veth else "")
+    out = a.out or os.path.join(
+        ROOT, "bench", "results",
+        f"{datetime.date.today()}-{doc['machine']['commit']}-{label}{mode}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {os.path.relpath(out, ROOT)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_all(a, names):
+    """Every run of every scenario (alternating binaries with --against):
+    (median rows, names of scenarios with no successful run)."""
     results, failed = [], []
     binaries = [("this", BIN)] + ([("against", os.path.abspath(a.against))] if a.against else [])
     for n in names:
@@ -279,7 +330,8 @@ def main():
                 print(f"running {n} ({i + 1}/{a.repeat}, {label}): {SCENARIOS[n][2]} ...",
                       file=sys.stderr, flush=True)
                 try:
-                    runs[label].append(run_scenario(n, a.duration, a.dual_pc, binary))
+                    runs[label].append(
+                        run_scenario(n, a.duration, a.dual_pc, binary, a.veth))
                 except RuntimeError as e:
                     print(f"  failed: {e}", file=sys.stderr)
         for label, binary in binaries:
@@ -291,22 +343,7 @@ def main():
                 row["scenario"] = f"{n}*"
                 row["binary"] = binary
             results.append(row)
-    print(table(results))
-    if a.against:
-        print(f"* = {a.against}")
-    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), "duration_s": a.duration, "repeat": a.repeat,
-           "results": results, "failed": failed}
-    label = "all" if not a.scenarios else "+".join(names)
-    mode = "-dual-pc" if a.dual_pc else ""
-    out = a.out or os.path.join(
-        ROOT, "bench", "results",
-        f"{datetime.date.today()}-{doc['machine']['commit']}-{label}{mode}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
-    print(f"wrote {os.path.relpath(out, ROOT)}", file=sys.stderr)
-    return 1 if failed else 0
+    return results, failed
 
 
 if __name__ == "__main__":
