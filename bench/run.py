@@ -106,7 +106,8 @@ def wait_http(host, port, deadline):
 def sample(pid, metrics_url, veth):
     return {"t": time.monotonic(), "cpu": cpu_seconds(pid), "rss": rss_bytes(pid),
             "out": packets_out(metrics_url),
-            "napi": netns.napi_cpu_seconds() if veth else 0.0}
+            "napi": netns.napi_cpu_seconds() if veth else 0.0,
+            "veth_dropped": netns.dropped() if veth else 0}
 
 
 def run_scenario(name, duration, dual_pc, binary=BIN, veth=False):
@@ -191,6 +192,7 @@ def run_scenario(name, duration, dual_pc, binary=BIN, veth=False):
         "user_us_per_packet": round(user * 1e6 / fwd, 2) if fwd else None,
         "sys_us_per_packet": round(system * 1e6 / fwd, 2) if fwd else None,
         "napi_us_per_packet": round(napi * 1e6 / fwd, 2) if fwd and veth else None,
+        "veth_dropped": e["veth_dropped"] - s["veth_dropped"] if veth else None,
         "rss_mb": round(e["rss"] / 2**20, 1),
         "rss_kb_per_participant": round((e["rss"] - idle_rss) / 1024 / participants, 1),
         "loss_pct": report.get("packet_loss_pct"),
