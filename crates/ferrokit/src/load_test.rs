@@ -51,9 +51,15 @@ pub struct LoadTestArgs {
     /// Participants subscribing to every track.
     #[arg(long, default_value_t = 0)]
     pub subscribers: usize,
-    /// Seconds of measurement after everyone joined.
+    /// Seconds of measurement after everyone joined (and `--settle`).
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
+    /// Seconds between the last join and the measurement, for the
+    /// connections' set-up to end (DTLS, data channels, the server's timers
+    /// that run at connect): media flows, but the `measure-start` marker
+    /// on stderr waits. Subscriber figures still cover the whole run.
+    #[arg(long, default_value_t = 0.0)]
+    pub settle: f64,
     /// Also print one JSON object with the results on the last line.
     #[arg(long)]
     pub json: bool,
@@ -152,6 +158,9 @@ pub fn run(args: LoadTestArgs) -> anyhow::Result<()> {
     if !(args.duration.is_finite() && args.duration >= 0.0) {
         bail!("--duration must be a number of seconds");
     }
+    if !(args.settle.is_finite() && args.settle >= 0.0) {
+        bail!("--settle must be a number of seconds");
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run_async(Arc::new(args)))
 }
@@ -191,13 +200,15 @@ async fn run_async(args: Arc<LoadTestArgs>) -> anyhow::Result<()> {
     let join_elapsed = started.elapsed();
     if !args.json {
         println!(
-            "{} joined in {:.1} s ({} failed); measuring for {} s",
+            "{} joined in {:.1} s ({} failed); measuring for {} s after {} s",
             joined.len(),
             join_elapsed.as_secs_f64(),
             errors.len(),
-            args.duration
+            args.duration,
+            args.settle
         );
     }
+    tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     // Markers on stderr let a benchmark driver sample the server's CPU
     // time and counters around the measurement window only.
     eprintln!("ferrokit-load-test: measure-start");
