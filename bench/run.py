@@ -11,8 +11,9 @@ marks it on stderr):
   - RSS: VmRSS from /proc/<pid>/status at the end of the window, minus the
     idle server's RSS, divided by the participants.
 
-CPU per forwarded packet = server CPU seconds in the window / packets sent to
-subscribers in the window. Loss, latency and join times come from the load
+The window opens SETTLE_S after the last join (`--settle`). CPU per forwarded
+packet = server CPU seconds in the window / packets sent to subscribers in
+the window. Loss, latency and join times come from the load
 test's subscribers (whole run).
 
 Usage (from the repository root; builds release binaries first):
