@@ -239,7 +239,10 @@ pub const FANOUT_SPLIT: usize = 32;
 /// one list, on worker `home` (the publisher's own, so that many small
 /// rooms spread over the workers as their publishers do); for more, one
 /// list per worker, of the subscribers it serves (whose str0m timers it
-/// also runs). Empty lists are left out.
+/// also runs). Empty lists are left out. A worker that writes a cell it
+/// does not serve keeps the deadlines its writes bring forward in its own
+/// timer queue; whichever queue holds the session's `scheduled` deadline
+/// runs it, and the other entry is skipped as stale.
 pub fn fan_out(
     cells: &[Arc<SessionCell>],
     workers: usize,
