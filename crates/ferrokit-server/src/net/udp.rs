@@ -65,7 +65,7 @@ struct Route {
     tx: mpsc::Sender<Datagram>,
     /// Tried first, while the queue is empty (a datagram handled here
     /// must not overtake one still queued).
-    inline: Option<Weak<dyn InlineReceiver>>,
+    inline: Weak<dyn InlineReceiver>,
 }
 
 #[derive(Default)]
@@ -125,7 +125,7 @@ impl UdpMux {
         ufrag: &str,
         pc: usize,
         tx: mpsc::Sender<Datagram>,
-        inline: Option<Weak<dyn InlineReceiver>>,
+        inline: Weak<dyn InlineReceiver>,
     ) {
         if let Ok(mut r) = self.routes.lock() {
             r.by_ufrag
@@ -189,7 +189,7 @@ impl UdpMux {
                     tracing::trace!(%source, "datagram from unknown source dropped");
                     continue;
                 };
-                if let Some(inline) = route.inline.as_ref().and_then(Weak::upgrade) {
+                if let Some(inline) = route.inline.upgrade() {
                     if route.tx.capacity() == route.tx.max_capacity()
                         && inline.receive_inline(route.pc, source, at, contents, &mut replies)
                     {

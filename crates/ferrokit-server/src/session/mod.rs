@@ -340,8 +340,7 @@ impl Session {
             // Dual PC: the publisher connection (0) only receives.
             let peer = Peer::new(ctx.candidate_addr, now, single_pc || i == 1)?;
             let inline: Weak<dyn InlineReceiver> = Arc::downgrade(cell) as _;
-            ctx.mux
-                .register(&peer.ufrag, i, udp_tx.clone(), Some(inline));
+            ctx.mux.register(&peer.ufrag, i, udp_tx.clone(), inline);
             pcs.push(peer);
         }
         let session = Self {
