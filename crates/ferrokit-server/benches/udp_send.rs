@@ -58,11 +58,16 @@ fn drain(receivers: &[StdSocket]) -> usize {
     n
 }
 
-fn bench_sendmmsg(c: &mut Criterion) {
-    // Non-blocking and in no reactor, as the server's shared port is for
-    // sending (`ferrokit_server::net::MediaSocket`).
+/// A sending socket as the server's shared port has one: non-blocking and
+/// in no reactor (`ferrokit_server::net::MediaSocket`).
+fn sender() -> StdSocket {
     let socket = StdSocket::bind("127.0.0.1:0").expect("bind the sending socket");
     socket.set_nonblocking(true).expect("non-blocking sender");
+    socket
+}
+
+fn bench_sendmmsg(c: &mut Criterion) {
+    let socket = sender();
     let mut g = c.benchmark_group("udp");
     g.measurement_time(Duration::from_secs(4));
     for n in [1usize, 64, 200] {
@@ -144,8 +149,7 @@ fn bench_sendmmsg_epoll(c: &mut Criterion) {
     let to: Vec<SocketAddr> = (0..N)
         .map(|_| addr_rx.recv().expect("receiver address"))
         .collect();
-    let socket = StdSocket::bind("127.0.0.1:0").expect("bind the sending socket");
-    socket.set_nonblocking(true).expect("non-blocking sender");
+    let socket = sender();
     let mut batch = TxBatch::default();
     let mut g = c.benchmark_group("udp");
     g.measurement_time(Duration::from_secs(4));

@@ -380,6 +380,14 @@ mod tests {
         .expect("send within 5 s")
     }
 
+    /// The next datagram on `sock` (within 5 s), into `buf`: its length.
+    async fn recv_within(sock: &UdpSocket, buf: &mut [u8]) -> usize {
+        tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(buf))
+            .await
+            .expect("datagram within 5 s")
+            .expect("recv")
+    }
+
     #[tokio::test]
     async fn sends_to_several_destinations_in_order() {
         let tx = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
@@ -408,11 +416,7 @@ mod tests {
         let mut buf = [0u8; 64];
         for (sock, want) in [(&a, &[0u8, 2, 4][..]), (&b, &[1, 3][..])] {
             for w in want {
-                let n =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
-                        .await
-                        .expect("datagram within 5 s")
-                        .expect("recv");
+                let n = recv_within(sock, &mut buf).await;
                 assert_eq!(n, 10 + *w as usize);
                 assert!(buf[..n].iter().all(|x| x == w));
             }
@@ -435,10 +439,7 @@ mod tests {
         assert_eq!(sent.calls, 3);
         let mut buf = [0u8; 64];
         for i in 0..total {
-            let n = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv(&mut buf))
-                .await
-                .expect("datagram within 5 s")
-                .expect("recv");
+            let n = recv_within(&rx, &mut buf).await;
             assert_eq!(
                 &buf[..n],
                 &[(i % 251) as u8; 20][..],
@@ -484,10 +485,7 @@ mod tests {
         let mut buf = [0u8; 2048];
         for (i, &(to, len)) in plan.iter().enumerate() {
             let sock = if to == aa { &a } else { &b };
-            let n = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv(&mut buf))
-                .await
-                .expect("datagram within 5 s")
-                .expect("recv");
+            let n = recv_within(sock, &mut buf).await;
             assert_eq!(n, len, "datagram {i}'s length");
             assert!(
                 buf[..n].iter().all(|x| *x == i as u8),
