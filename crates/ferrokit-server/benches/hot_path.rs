@@ -582,7 +582,7 @@ fn bench_egress(c: &mut Criterion) {
     {
         use ferrokit_server::rtc::direct::{DirectPath, DirectTrack};
         use ferrokit_server::rtc::dtls_keys::SrtpKeying;
-        use ferrokit_server::rtc::rtp_out::ExtensionIds;
+        use ferrokit_server::rtc::rtp_out::{ExtensionIds, SendClock};
         let path = DirectPath::new(&SrtpKeying {
             profile: str0m::crypto::dtls::SrtpProfile::AEAD_AES_256_GCM,
             material: (0..88u8).collect(),
@@ -599,6 +599,8 @@ fn bench_egress(c: &mut Criterion) {
         let payload = vec![0x5a; AUDIO_LEN];
         let mut buf = Vec::new();
         let mut seq = 1u64;
+        // Read once per fan-out, as an egress worker does.
+        let clock = SendClock::read();
         g.bench_function("direct_audio_100B", |b| {
             b.iter(|| {
                 seq += 1;
@@ -612,6 +614,7 @@ fn bench_egress(c: &mut Criterion) {
                         Some((-30, true)),
                         &payload,
                         now,
+                        clock.abs_send_time,
                     )
                     .expect("protected");
                 buf = black_box(out);

@@ -42,7 +42,9 @@ impl DirectPath {
     /// `buf` (emptied first), and counts it for the track's sender reports. `index`
     /// is the extended sequence number (its low 16 bits go in the header);
     /// `arrival` is when the publisher's packet arrived (the wallclock of
-    /// its RTP time, as str0m is given it). None if protection failed.
+    /// its RTP time, as str0m is given it); `abs_send_time` is the
+    /// extension's value for now (`rtp_out::abs_send_time`). None if
+    /// protection failed.
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
@@ -54,6 +56,7 @@ impl DirectPath {
         audio_level: Option<(i8, bool)>,
         payload: &[u8],
         arrival: Instant,
+        abs_send_time: [u8; 3],
     ) -> Option<Vec<u8>> {
         let header = RtpHeaderOut {
             payload_type: track.payload_type,
@@ -61,8 +64,9 @@ impl DirectPath {
             seq: index as u16,
             timestamp,
             ssrc: track.ssrc,
-            mid: track.mid.as_bytes(),
+            mid: track.mid(),
             audio_level,
+            abs_send_time,
         };
         buf.clear();
         buf.reserve(32 + payload.len() + self.rtp.overhead());
@@ -119,8 +123,11 @@ pub struct DirectTrack {
     /// str0m's SSRC for the m-line.
     pub ssrc: u32,
     pub payload_type: u8,
-    /// The m-line's mid, held inline (no pointer to chase per packet).
-    pub mid: str0m::media::Mid,
+    /// The m-line's mid as it goes in the header (1-16 ASCII bytes),
+    /// inline and ready: str0m's `Mid` checks and trims its text on each
+    /// read, a cost per packet and subscriber.
+    mid: [u8; 16],
+    mid_len: u8,
     pub ids: ExtensionIds,
     /// RTP clock rate (Hz).
     pub clock_rate: u32,
@@ -141,16 +148,26 @@ impl DirectTrack {
         clock_rate: u32,
         first: (u32, Instant, usize),
     ) -> Self {
+        let text = mid.as_bytes();
+        let mid_len = text.len().min(16);
+        let mut bytes = [0; 16];
+        bytes[..mid_len].copy_from_slice(&text[..mid_len]);
         Self {
             ssrc,
             payload_type,
-            mid,
+            mid: bytes,
+            mid_len: mid_len as u8,
             ids,
             clock_rate,
             packets: 1,
             octets: first.2 as u32,
             last: Some((first.0, first.1)),
         }
+    }
+
+    /// The m-line's mid, as written in the header.
+    pub fn mid(&self) -> &[u8] {
+        &self.mid[..usize::from(self.mid_len)]
     }
 
     /// The sender report's fields at `now`: the last packet's RTP time
@@ -191,6 +208,7 @@ mod tests {
         let t0 = Instant::now();
         let ids = ExtensionIds::default();
         let mut track = DirectTrack::new(7, 111, "0".into(), ids, 48_000, (5, t0, 80));
+        assert_eq!(track.mid(), b"0", "the mid as written");
         let c = track.counts(t0).expect("counts");
         assert_eq!(
             (c.rtp_time, c.packets, c.octets),
@@ -213,6 +231,7 @@ mod tests {
                 None,
                 &[1; 100],
                 t0,
+                [0; 3],
             )
             .expect("written");
         assert_eq!(

@@ -4,9 +4,29 @@
 //! one-byte form (RFC 8285 §4.2) or, when an id is above 14, the two-byte
 //! form (§4.3), in ascending id order as str0m writes them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use str0m::rtp::{Extension, ExtensionMap};
+
+/// The clocks one fan-out's packets are written with, read once for all
+/// of its subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct SendClock {
+    /// Monotonic time, for the downtracks' state.
+    pub now: Instant,
+    /// abs-send-time of the same moment ([`abs_send_time`]).
+    pub abs_send_time: [u8; 3],
+}
+
+impl SendClock {
+    /// Reads both clocks.
+    pub fn read() -> Self {
+        Self {
+            now: Instant::now(),
+            abs_send_time: abs_send_time(SystemTime::now()),
+        }
+    }
+}
 
 /// The extension ids an m-line negotiated for what we write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,69 +64,85 @@ pub struct RtpHeaderOut<'a> {
     pub mid: &'a [u8],
     /// Level in dBov (0 loudest, -127 silence) and voice activity.
     pub audio_level: Option<(i8, bool)>,
+    /// The abs-send-time value ([`abs_send_time`]), written where the
+    /// extension was negotiated. The caller reads the clock once for a
+    /// whole fan-out, not once per subscriber.
+    pub abs_send_time: [u8; 3],
 }
 
 /// Writes `h` with the extensions `ids` names into `buf` (cleared first);
 /// returns the header length.
+///
+/// Built in a stack array and copied once: this runs for every forwarded
+/// audio packet and subscriber.
 pub fn write_header(buf: &mut Vec<u8>, h: &RtpHeaderOut, ids: &ExtensionIds) -> usize {
-    buf.clear();
-    buf.push(0x90); // V=2, X=1 (str0m always writes an extension block).
-    buf.push(h.payload_type & 0x7f | if h.marker { 0x80 } else { 0 });
-    buf.extend_from_slice(&h.seq.to_be_bytes());
-    buf.extend_from_slice(&h.timestamp.to_be_bytes());
-    buf.extend_from_slice(&h.ssrc.to_be_bytes());
-
-    let mut elements: [(u8, [u8; 16], usize); 3] = [(0, [0; 16], 0); 3];
+    // The extension elements (id, value), at most one of each kind.
+    let level: [u8; 1];
+    let mut elements: [(u8, &[u8]); 3] = [(0, &[]); 3];
     let mut n = 0;
     if let (Some(id), 1..=16) = (ids.mid, h.mid.len()) {
-        let mut v = [0u8; 16];
-        v[..h.mid.len()].copy_from_slice(h.mid);
-        elements[n] = (id, v, h.mid.len());
+        elements[n] = (id, h.mid);
         n += 1;
     }
-    if let (Some(id), Some((level, voice))) = (ids.audio_level, h.audio_level) {
-        let mut v = [0u8; 16];
-        v[0] = (level.unsigned_abs() & 0x7f) | if voice { 0x80 } else { 0 };
-        elements[n] = (id, v, 1);
+    if let (Some(id), Some((dbov, voice))) = (ids.audio_level, h.audio_level) {
+        level = [(dbov.unsigned_abs() & 0x7f) | if voice { 0x80 } else { 0 }];
+        elements[n] = (id, &level);
         n += 1;
     }
     if let Some(id) = ids.abs_send_time {
-        let mut v = [0u8; 16];
-        v[..3].copy_from_slice(&abs_send_time(SystemTime::now())[..]);
-        elements[n] = (id, v, 3);
+        elements[n] = (id, &h.abs_send_time);
         n += 1;
     }
     let elements = &mut elements[..n];
-    elements.sort_unstable_by_key(|e| e.0);
+    // Ascending id order, as str0m writes them (an insertion sort of <= 3).
+    for i in 1..elements.len() {
+        let mut j = i;
+        while j > 0 && elements[j - 1].0 > elements[j].0 {
+            elements.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let two_byte = elements.iter().any(|e| e.0 > 14 || e.0 == 0);
-    let start = buf.len();
-    buf.extend_from_slice(if two_byte {
+
+    // Fixed header (12), extension block header (4), three elements of at
+    // most 2 + 16 bytes, padding to a word.
+    let mut out = [0u8; 72];
+    out[0] = 0x90; // V=2, X=1 (str0m always writes an extension block).
+    out[1] = h.payload_type & 0x7f | if h.marker { 0x80 } else { 0 };
+    out[2..4].copy_from_slice(&h.seq.to_be_bytes());
+    out[4..8].copy_from_slice(&h.timestamp.to_be_bytes());
+    out[8..12].copy_from_slice(&h.ssrc.to_be_bytes());
+    out[12..14].copy_from_slice(if two_byte {
         &[0x10, 0x00]
     } else {
         &[0xbe, 0xde]
     });
-    buf.extend_from_slice(&[0, 0]); // length, set below
-    for (id, value, len) in elements.iter() {
+    let mut at = 16;
+    for (id, value) in elements.iter() {
+        let len = value.len();
         if two_byte {
-            buf.push(*id);
-            buf.push(*len as u8);
+            out[at] = *id;
+            out[at + 1] = len as u8;
+            at += 2;
         } else {
-            buf.push(id << 4 | (*len as u8 - 1));
+            out[at] = id << 4 | (len as u8 - 1);
+            at += 1;
         }
-        buf.extend_from_slice(&value[..*len]);
+        out[at..at + len].copy_from_slice(value);
+        at += len;
     }
-    while !(buf.len() - start).is_multiple_of(4) {
-        buf.push(0);
-    }
-    let words = ((buf.len() - start - 4) / 4) as u16;
-    buf[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
-    buf.len()
+    let end = 16 + (at - 16).next_multiple_of(4); // padding: zeros already
+    let words = ((end - 16) / 4) as u16;
+    out[14..16].copy_from_slice(&words.to_be_bytes());
+    buf.clear();
+    buf.extend_from_slice(&out[..end]);
+    end
 }
 
 /// abs-send-time of `at`: NTP seconds mod 64 and the fraction, 6.18 fixed
 /// point, big-endian. The NTP epoch is 2208988800 s before the Unix epoch,
 /// a multiple of 64, so Unix seconds give the same low bits.
-fn abs_send_time(at: SystemTime) -> [u8; 3] {
+pub fn abs_send_time(at: SystemTime) -> [u8; 3] {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let fraction = (u64::from(since.subsec_nanos()) << 18) / 1_000_000_000;
     let v = ((since.as_secs() & 63) << 18) | fraction;
@@ -128,6 +164,7 @@ mod tests {
             ssrc: 0xdead_beef,
             mid,
             audio_level: Some((-30, true)),
+            abs_send_time: [1, 2, 3],
         }
     }
 
@@ -166,6 +203,25 @@ mod tests {
                 b'0', // mid id 4
             ]
         );
+    }
+
+    #[test]
+    fn abs_send_time_is_the_callers_value() {
+        let mut buf = Vec::new();
+        let ids = ExtensionIds {
+            mid: None,
+            audio_level: None,
+            abs_send_time: Some(3),
+        };
+        write_header(&mut buf, &header(b"0"), &ids);
+        // One element, id 3, 3 bytes (length field 2): the value given.
+        assert_eq!(&buf[12..], &[0xbe, 0xde, 0, 1, 0x32, 1, 2, 3]);
+        let clock = SendClock::read();
+        let later = abs_send_time(SystemTime::now());
+        let ticks = |v: [u8; 3]| u32::from_be_bytes([0, v[0], v[1], v[2]]);
+        // Read together: the same second mod 64 give or take a wrap.
+        let gap = ticks(later).wrapping_sub(ticks(clock.abs_send_time)) & 0xff_ffff;
+        assert!(gap < 1 << 18, "{gap} ticks between two reads");
     }
 
     #[test]

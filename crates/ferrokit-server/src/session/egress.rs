@@ -36,6 +36,7 @@ use crate::metrics::{MediaCounters, Metrics};
 use crate::net::{MediaSocket, TxBatch};
 use crate::prefetch;
 use crate::rtc::gcm::GcmKey;
+use crate::rtc::rtp_out::SendClock;
 use crate::sfu::ForwardPacket;
 
 /// Jobs queued per worker before new ones are dropped (about 0.4 s of a
@@ -329,7 +330,7 @@ impl Worker {
                     if n == 0 {
                         return;
                     }
-                    self.write_jobs(Instant::now());
+                    self.write_jobs(SendClock::read());
                 }
                 Some((cell, at)) = timers.recv() => self.push(cell, at),
                 _ = &mut sleep => {}
@@ -412,7 +413,7 @@ impl Worker {
     /// subscriber `i` is written, the cell of `i + CELL_AHEAD` and the
     /// state behind `i + STATE_AHEAD` (with the send buffer it will get)
     /// are on their way into the cache.
-    fn write_jobs(&mut self, now: Instant) {
+    fn write_jobs(&mut self, clock: SendClock) {
         let mut jobs = std::mem::take(&mut self.jobs);
         let mut start = 0;
         while start < jobs.len() {
@@ -442,7 +443,7 @@ impl Worker {
                         let f = session.forward(
                             &job.track_sid,
                             &job.packet,
-                            now,
+                            clock,
                             &mut self.batch,
                             &mut self.counters,
                         );

@@ -22,7 +22,7 @@ use crate::rtc::extensions::{
     negotiated_dependency_descriptor, received_dependency_descriptor, set_dependency_descriptor,
 };
 use crate::rtc::peer::ChannelKind;
-use crate::rtc::rtp_out::ExtensionIds;
+use crate::rtc::rtp_out::{ExtensionIds, SendClock};
 use crate::sfu::{dependency_descriptor, is_keyframe, red_primary, Codec, ForwardPacket};
 
 /// Timeout rounds one drain runs for str0m without waiting (each releases
@@ -449,10 +449,11 @@ impl Session {
         &mut self,
         track_sid: &Arc<str>,
         packet: &ForwardPacket,
-        now: Instant,
+        clock: SendClock,
         batch: &mut TxBatch,
         counters: &mut MediaCounters,
     ) -> Forwarded {
+        let now = clock.now;
         let pc = self.sub_pc();
         let Some(sub) = self.subscribed.for_job(track_sid) else {
             return Forwarded::Nothing;
@@ -542,6 +543,7 @@ impl Session {
                 p.audio_level,
                 bytes,
                 p.arrival,
+                clock.abs_send_time,
             );
             if let Some(datagram) = written {
                 batch.push(dest, datagram.into());
