@@ -11,10 +11,8 @@ work happens on the subscribers' machines.
 This module puts the load generator in its own network namespace, joined
 to the server's by a veth pair whose two ends each receive in a threaded
 NAPI poller (a kernel thread per end, `napi/<device>-<id>`), as a NIC's
-receive would run outside the sender, and whose pollers coalesce wakeups
-as a NIC coalesces interrupts (`GRO_FLUSH_TIMEOUT_NS`). The server's
-account then holds what it does itself: its own work and its send path
-down to the device.
+receive would run outside the sender. The server's account then holds what
+it does itself: its own work and its send path down to the device.
 
 The NAPI threads' CPU time is reported beside the server's, so nothing is
 hidden: it is the receive work of both directions.
@@ -48,17 +46,6 @@ PREFIX = 30
 # taken for the server's. The sender spreads datagrams over the queues by
 # a hash of their addresses.
 QUEUES = 2
-# A NIC raises one receive interrupt per batch, not per packet (ethtool's
-# rx-usecs, tens of microseconds on common NICs). Without coalescing, a
-# queue's NAPI thread finishes each poll faster than the server sends and
-# sleeps, so each datagram of a burst can wake it again: that wakeup,
-# and the thread preempting the sender inside `sendmmsg`, went on the
-# server's account (audio-200: 7.67 and 8.87 us a packet without, 6.2 and
-# 7.27 with, alternating runs of one binary). The poller instead stays
-# armed for GRO_FLUSH_TIMEOUT_NS after a poll (a timer, not the sender,
-# wakes it), NAPI_DEFER_HARD_IRQS empty polls in a row before it sleeps.
-GRO_FLUSH_TIMEOUT_NS = 100_000
-NAPI_DEFER_HARD_IRQS = 2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -99,15 +86,7 @@ def setup():
     # `ip netns exec` mounts the namespace's own /sys for the client end.
     _run("sh", "-c", f"echo 1 > /sys/class/net/{SERVER_DEV}/threaded")
     _run(*_in_ns("sh", "-c", f"echo 1 > /sys/class/net/{CLIENT_DEV}/threaded"))
-    # Interrupt coalescing, as a NIC does it: once a queue's poller has
-    # run, it stays scheduled and polls again after GRO_FLUSH_TIMEOUT_NS
-    # (up to NAPI_DEFER_HARD_IRQS times with nothing to do) instead of
-    # going back to sleep, so a burst does not wake it datagram by datagram.
-    for dev, where in ((SERVER_DEV, lambda *c: c), (CLIENT_DEV, _in_ns)):
-        _run(*where("sh", "-c",
-                    f"echo {GRO_FLUSH_TIMEOUT_NS} > /sys/class/net/{dev}/gro_flush_timeout"))
-        _run(*where("sh", "-c",
-                    f"echo {NAPI_DEFER_HARD_IRQS} > /sys/class/net/{dev}/napi_defer_hard_irqs"))
+
 
 def teardown():
     """Removes the namespace (and with it both ends of the pair); no error if absent."""
