@@ -94,14 +94,8 @@ pub fn write_header(buf: &mut Vec<u8>, h: &RtpHeaderOut, ids: &ExtensionIds) -> 
         n += 1;
     }
     let elements = &mut elements[..n];
-    // Ascending id order, as str0m writes them (an insertion sort of <= 3).
-    for i in 1..elements.len() {
-        let mut j = i;
-        while j > 0 && elements[j - 1].0 > elements[j].0 {
-            elements.swap(j - 1, j);
-            j -= 1;
-        }
-    }
+    // Ascending id order, as str0m writes them.
+    elements.sort_unstable_by_key(|e| e.0);
     let two_byte = elements.iter().any(|e| e.0 > 14 || e.0 == 0);
 
     // Fixed header (12), extension block header (4), three elements of at
