@@ -22,6 +22,15 @@
 //! counts, not the wall time, which also counts waiting for the receiving
 //! thread on shared locks. Each iteration waits until the readers got its
 //! datagrams (bounded).
+//!
+//! `udp/sendmmsg_loopback_epoll_paced/200`: the same, one burst every
+//! 20 ms, audio's packet interval, as in `bench/run.py`'s audio-200: what
+//! the kernel alone costs per forwarded datagram when nothing stays warm
+//! between bursts. With `FERROKIT_BENCH_NETNS=ferrokit-bench
+//! FERROKIT_BENCH_NETNS_ADDR=10.203.77.2` (after `bench/netns.py`'s setup,
+//! as root) both epoll benches' receivers sit behind the veth pair
+//! instead (`udp/sendmmsg_veth_epoll*`), so their receive half runs in
+//! the pair's NAPI threads.
 
 use std::net::{SocketAddr, UdpSocket as StdSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,7 +70,12 @@ fn drain(receivers: &[StdSocket]) -> usize {
 /// A sending socket as the server's shared port has one: non-blocking and
 /// in no reactor (`ferrokit_server::net::MediaSocket`).
 fn sender() -> StdSocket {
-    let socket = StdSocket::bind("127.0.0.1:0").expect("bind the sending socket");
+    sender_at("127.0.0.1")
+}
+
+/// [`sender`], bound to `ip`.
+fn sender_at(ip: &str) -> StdSocket {
+    let socket = StdSocket::bind((ip, 0)).expect("bind the sending socket");
     socket.set_nonblocking(true).expect("non-blocking sender");
     socket
 }
@@ -117,19 +131,64 @@ fn thread_cpu() -> Duration {
     )
 }
 
-fn bench_sendmmsg_epoll(c: &mut Criterion) {
-    const N: usize = 200;
+/// Audio's packet interval (50 packets/s): the gap between the bursts of
+/// `sendmmsg_loopback_epoll_paced`.
+const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Where the receivers of the epoll benches live: this namespace on
+/// loopback, or (with `FERROKIT_BENCH_NETNS=<name>` and
+/// `FERROKIT_BENCH_NETNS_ADDR=<ip>`) a network namespace behind a veth
+/// pair, as `bench/netns.py` sets up for `bench/run.py --veth`
+/// (`ferrokit-bench`, `10.203.77.2`; root only). Returns the namespace,
+/// the receivers' address and the address the sender binds.
+fn receiver_site() -> (Option<String>, String, &'static str) {
+    match std::env::var("FERROKIT_BENCH_NETNS") {
+        Ok(name) if !name.is_empty() => {
+            let addr = std::env::var("FERROKIT_BENCH_NETNS_ADDR")
+                .expect("FERROKIT_BENCH_NETNS_ADDR: the namespace's address");
+            (Some(name), addr, "0.0.0.0")
+        }
+        _ => (None, "127.0.0.1".to_string(), "127.0.0.1"),
+    }
+}
+
+/// Moves the calling thread into the named network namespace
+/// (`/var/run/netns/<name>`, as `ip netns add` creates it); sockets it
+/// opens afterwards live there.
+#[allow(unsafe_code)]
+fn enter_netns(name: &str) {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/var/run/netns/{name}")).expect("open the namespace");
+    // SAFETY: a valid namespace fd; setns only changes this thread's
+    // network namespace.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "setns into {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `n` tokio UDP sockets read by tasks on a runtime thread of their own,
+/// as the load test's subscribers are read; returns their addresses and
+/// the count of datagrams they received, and a sender that reaches them.
+fn epoll_receivers(n: usize) -> (Vec<SocketAddr>, Arc<AtomicUsize>, StdSocket) {
+    let (netns, ip, sender_ip) = receiver_site();
     let received = Arc::new(AtomicUsize::new(0));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let counter = received.clone();
     std::thread::spawn(move || {
+        if let Some(name) = &netns {
+            enter_netns(name);
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .expect("receivers' runtime");
         rt.block_on(async move {
-            for _ in 0..N {
-                let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            for _ in 0..n {
+                let s = tokio::net::UdpSocket::bind((ip.as_str(), 0))
                     .await
                     .expect("bind a receiver");
                 addr_tx
@@ -146,35 +205,75 @@ fn bench_sendmmsg_epoll(c: &mut Criterion) {
             std::future::pending::<()>().await;
         });
     });
-    let to: Vec<SocketAddr> = (0..N)
+    let to = (0..n)
         .map(|_| addr_rx.recv().expect("receiver address"))
         .collect();
-    let socket = sender();
+    (to, received, sender_at(sender_ip))
+}
+
+/// Sends one datagram to each of `to` in one [`TxBatch::send`] and returns
+/// the sending thread's CPU time for it; then waits (bounded) until the
+/// receivers counted them all.
+fn timed_burst(
+    socket: &StdSocket,
+    batch: &mut TxBatch,
+    to: &[SocketAddr],
+    received: &AtomicUsize,
+) -> Duration {
+    for &addr in to {
+        batch.push(addr, vec![0x80u8; DATAGRAM_LEN].into());
+    }
+    let want = received.load(Ordering::Relaxed) + to.len();
+    let start = thread_cpu();
+    let sent = batch.send(socket);
+    let spent = thread_cpu() - start;
+    assert_eq!(sent.sent, to.len(), "every datagram sent: {sent:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::Relaxed) < want {
+        assert!(Instant::now() < deadline, "receivers got every datagram");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    spent
+}
+
+fn bench_sendmmsg_epoll(c: &mut Criterion) {
+    const N: usize = 200;
+    let (to, received, socket) = epoll_receivers(N);
+    let site = if receiver_site().0.is_some() {
+        "veth"
+    } else {
+        "loopback"
+    };
     let mut batch = TxBatch::default();
     let mut g = c.benchmark_group("udp");
     g.measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function(BenchmarkId::new("sendmmsg_loopback_epoll", N), |b| {
+    g.bench_function(BenchmarkId::new(format!("sendmmsg_{site}_epoll"), N), |b| {
         b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                for &addr in &to {
-                    batch.push(addr, vec![0x80u8; DATAGRAM_LEN].into());
-                }
-                let want = received.load(Ordering::Relaxed) + N;
-                let start = thread_cpu();
-                let sent = batch.send(&socket);
-                spent += thread_cpu() - start;
-                assert_eq!(sent.sent, N, "every datagram sent: {sent:?}");
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while received.load(Ordering::Relaxed) < want {
-                    assert!(Instant::now() < deadline, "receivers got every datagram");
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
-            spent
+            (0..iters)
+                .map(|_| timed_burst(&socket, &mut batch, &to, &received))
+                .sum()
         })
     });
+    // Audio-200's pattern: one burst every 20 ms, so the sender's caches
+    // and the receivers' thread go cold in between, as they do in the
+    // server. The sleep is not CPU time; only the send is counted.
+    g.sampling_mode(criterion::SamplingMode::Flat);
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function(
+        BenchmarkId::new(format!("sendmmsg_{site}_epoll_paced"), N),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        std::thread::sleep(AUDIO_INTERVAL);
+                        timed_burst(&socket, &mut batch, &to, &received)
+                    })
+                    .sum()
+            })
+        },
+    );
     g.finish();
 }
 
