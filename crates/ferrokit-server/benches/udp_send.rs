@@ -170,11 +170,23 @@ fn enter_netns(name: &str) {
     );
 }
 
+/// The epoll benches' receivers, and a sender that reaches them.
+struct EpollReceivers {
+    /// The receivers' addresses.
+    to: Vec<SocketAddr>,
+    /// Datagrams they received so far.
+    received: Arc<AtomicUsize>,
+    /// The sending socket ([`sender_at`]).
+    socket: StdSocket,
+    /// `loopback` or `veth`, for the bench's name.
+    site: &'static str,
+}
+
 /// `n` tokio UDP sockets read by tasks on a runtime thread of their own,
-/// as the load test's subscribers are read; returns their addresses and
-/// the count of datagrams they received, and a sender that reaches them.
-fn epoll_receivers(n: usize) -> (Vec<SocketAddr>, Arc<AtomicUsize>, StdSocket) {
+/// as the load test's subscribers are read ([`receiver_site`] says where).
+fn epoll_receivers(n: usize) -> EpollReceivers {
     let (netns, ip, sender_ip) = receiver_site();
+    let site = if netns.is_some() { "veth" } else { "loopback" };
     let received = Arc::new(AtomicUsize::new(0));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let counter = received.clone();
@@ -208,7 +220,12 @@ fn epoll_receivers(n: usize) -> (Vec<SocketAddr>, Arc<AtomicUsize>, StdSocket) {
     let to = (0..n)
         .map(|_| addr_rx.recv().expect("receiver address"))
         .collect();
-    (to, received, sender_at(sender_ip))
+    EpollReceivers {
+        to,
+        received,
+        socket: sender_at(sender_ip),
+        site,
+    }
 }
 
 /// Sends one datagram to each of `to` in one [`TxBatch::send`] and returns
@@ -238,12 +255,12 @@ fn timed_burst(
 
 fn bench_sendmmsg_epoll(c: &mut Criterion) {
     const N: usize = 200;
-    let (to, received, socket) = epoll_receivers(N);
-    let site = if receiver_site().0.is_some() {
-        "veth"
-    } else {
-        "loopback"
-    };
+    let EpollReceivers {
+        to,
+        received,
+        socket,
+        site,
+    } = epoll_receivers(N);
     let mut batch = TxBatch::default();
     let mut g = c.benchmark_group("udp");
     g.measurement_time(Duration::from_secs(4));
