@@ -67,3 +67,4 @@ print(f"instructions {ir:,}  packets forwarded {n:,.0f}  "
       f"per packet {ir / n:,.0f}" if n else f"instructions {ir:,}, nothing forwarded")
 EOF
 echo "profile: $OUT.1 (callgrind_annotate --inclusive=yes $OUT.1)"
+rm -f "$LOG" "$LOG.lt" "$LOG.err" # kept above only to explain a failure
