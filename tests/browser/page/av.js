@@ -77,10 +77,13 @@
       }));
     },
 
-    /** Publishes the fake microphone only; returns its track sid. */
-    async publishMic() {
+    /** Publishes the fake microphone only; returns its track sid. `opts.red`
+     *  and `opts.dtx`, when given, are passed to publishTrack (SDK defaults:
+     *  both on). */
+    async publishMic(opts = {}) {
       const audio = await LK.createLocalAudioTrack();
-      const pub = await fk.room().localParticipant.publishTrack(audio, { source: LK.Track.Source.Microphone });
+      const given = Object.fromEntries(['red', 'dtx'].filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]));
+      const pub = await fk.room().localParticipant.publishTrack(audio, { source: LK.Track.Source.Microphone, ...given });
       return pub.trackSid;
     },
 

@@ -194,6 +194,27 @@
       return { video: vpub.trackSid, audio: apub && apub.trackSid, captured: { width: s.width, height: s.height } };
     },
 
+    /**
+     * Makes this page's receivers refuse RED (call before connect): every
+     * receiving audio transceiver gets the receiver's codecs without
+     * audio/red (setCodecPreferences) before each offer or answer, so
+     * neither the recvonly sections it offers (single PC) nor its answers
+     * to the server's offers (dual PC) carry red.
+     */
+    receiveWithoutRed() {
+      const codecs = RTCRtpReceiver.getCapabilities('audio').codecs.filter((c) => c.mimeType.toLowerCase() !== 'audio/red');
+      const P = NativePC.prototype;
+      for (const m of ['createOffer', 'createAnswer']) {
+        const orig = P[m];
+        P[m] = function (...args) {
+          for (const t of this.getTransceivers()) {
+            if (t.receiver.track.kind === 'audio' && t.direction === 'recvonly') t.setCodecPreferences(codecs);
+          }
+          return orig.apply(this, args);
+        };
+      }
+    },
+
     /** Stats of every subscribed remote track (receiver.getStats()). */
     async remoteStats() {
       const out = [];
