@@ -20,9 +20,10 @@
 //     to 4.4% seen on the loaded 2-core VM, 0 in most runs), and
 //     comparable energy. Relabelling whole RED payloads as Opus (tried on a
 //     scratch build) gave full-size packets and no samples at all.
-//   - TODO (FINDINGS.md 10): the red subscriber receives the RED payload
-//     (bytes per packet as the publisher's), and no subscriber counts lost
-//     packets on loopback.
+//   - the red subscriber receives the RED payload (bytes per packet as the
+//     publisher's), and neither subscriber counts a packet lost on
+//     loopback (Chrome's bursts of empty padding packets on the RED stream
+//     must reach both; FINDINGS.md 10).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Harness, waitFor, token, roomName } from './lib/harness.mjs';
@@ -30,9 +31,6 @@ import { MODES, LOG_LEVEL, figures } from './lib/media.mjs';
 
 const WINDOW = 200; // packets (20 ms each) measured on both subscribers
 const SAMPLES_PER_PACKET = 960; // 20 ms at 48 kHz
-// Known problems, tolerated unless FK_STRICT=1 (FINDINGS.md 10).
-const RED_TODO = !process.env.FK_STRICT && 'FINDINGS.md 10: RED subscribers get the Opus primary only';
-const GAP_TODO = !process.env.FK_STRICT && 'FINDINGS.md 10: empty RED packets leave sequence gaps';
 
 /** The m-section of `sdp` with `a=mid:<mid>`. */
 function section(sdp, mid) {
@@ -145,14 +143,14 @@ describe('audio RED through ferrokit', () => {
         assert.ok(ratio >= 0.5 && ratio <= 2, `energy: opus subscriber ${w.opus.energy}, red subscriber ${w.red.energy}`);
       }));
 
-    it(`RED subscriber receives the RED payload (${mode} PC)`, { todo: RED_TODO }, () => {
+    it(`RED subscriber receives the RED payload (${mode} PC)`, () => {
       const w = results[mode];
       assert.ok(w, 'no result: the test above failed');
       assert.ok(w.red.bytesPerPacket >= 0.8 * w.pub.bytesPerPacket,
         `red subscriber gets ${w.red.bytesPerPacket} bytes per packet, the publisher sends ${w.pub.bytesPerPacket}`);
     });
 
-    it(`no audio packet counted lost on loopback (${mode} PC)`, { todo: GAP_TODO }, () => {
+    it(`no audio packet counted lost on loopback (${mode} PC)`, () => {
       const w = results[mode];
       assert.ok(w, 'no result: the test above failed');
       assert.ok(w.red.lost === 0 && w.opus.lost === 0, `packetsLost: red subscriber ${w.red.lost}, opus subscriber ${w.opus.lost}`);

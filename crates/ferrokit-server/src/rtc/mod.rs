@@ -4,6 +4,8 @@ pub mod dtls_keys;
 pub mod extensions;
 pub mod gcm;
 pub mod peer;
+#[cfg(test)]
+mod red_negotiation_tests;
 pub mod rtp_out;
 pub mod sdp;
 pub mod srtcp;

@@ -133,6 +133,10 @@ pub struct Peer {
     pub direct: Option<DirectPath>,
     /// Where str0m's media-path transmits last went.
     pub media_dest: MediaDestination,
+    /// The RED payload type the remote description lists on each audio
+    /// mid, from the last one applied: str0m folds RED into the Opus
+    /// params and keeps no per-mid record of it ([`Peer::pt_for`]).
+    remote_red: HashMap<Mid, Pt>,
     /// When str0m last ran a timeout round ([`Peer::timeout_round`]).
     last_round: Instant,
     /// Until when SCTP counts as active ([`SCTP_ACTIVE`]).
@@ -189,6 +193,7 @@ impl Peer {
             keys,
             direct: None,
             media_dest: MediaDestination::default(),
+            remote_red: HashMap::new(),
             last_round: now,
             sctp_until: now,
         })
@@ -271,6 +276,7 @@ impl Peer {
         let offer = super::sdp::audio_without_transport_cc(sdp);
         let offer = SdpOffer::from_sdp_string(&offer).map_err(RtcError::Sdp)?;
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        self.remote_red = remote_red(sdp);
         Ok(super::sdp::audio_without_transport_cc(
             &answer.to_sdp_string(),
         ))
@@ -280,7 +286,11 @@ impl Peer {
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), PeerError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(RtcError::Sdp)?;
         match self.pending_offer.take() {
-            Some(pending) => Ok(self.rtc.sdp_api().accept_answer(pending, answer)?),
+            Some(pending) => {
+                self.rtc.sdp_api().accept_answer(pending, answer)?;
+                self.remote_red = remote_red(sdp);
+                Ok(())
+            }
             None => Err(PeerError::Invalid("answer without a pending offer".into())),
         }
     }
@@ -344,7 +354,9 @@ impl Peer {
     }
 
     /// The payload type negotiated on `mid` for `codec`, if any. RED
-    /// (RFC 2198) is carried by str0m as an attribute of the Opus params.
+    /// (RFC 2198) is carried by str0m as an attribute of the Opus params,
+    /// one for the whole connection: it counts on `mid` only when the
+    /// remote description listed that same payload type there.
     pub fn pt_for(&self, mid: Mid, codec: Codec) -> Option<Pt> {
         let media = self.rtc.media(mid)?;
         let config = self.rtc.codec_config();
@@ -358,7 +370,9 @@ impl Peer {
             remote.contains(&p.pt()) && Codec::from_name(&p.spec().codec.to_string()) == base
         })?;
         if codec == Codec::Red {
-            params.red().filter(|red| remote.contains(red))
+            params
+                .red()
+                .filter(|red| self.remote_red.get(&mid) == Some(red))
         } else {
             Some(params.pt())
         }
@@ -382,6 +396,15 @@ impl Peer {
     pub fn kind(&self, mid: Mid) -> Option<MediaKind> {
         self.rtc.media(mid).map(|m| m.kind())
     }
+}
+
+/// The RED payload type of each audio m-section of a remote description
+/// that lists one ([`super::sdp::Section::red_pt`]).
+fn remote_red(sdp: &str) -> HashMap<Mid, Pt> {
+    super::sdp::sections(sdp)
+        .into_iter()
+        .filter_map(|s| Some((Mid::from(s.mid.as_str()), Pt::from(s.red_pt?))))
+        .collect()
 }
 
 /// Whether a round str0m asks for with this reason can come up to one

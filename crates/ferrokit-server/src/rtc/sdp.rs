@@ -45,6 +45,9 @@ pub struct Section {
     pub msid: Option<(String, String)>,
     /// Simulcast rids the author sends (`a=rid:<id> send`).
     pub send_rids: Vec<String>,
+    /// The payload type of audio RED (RFC 2198, `a=rtpmap:<pt> red/...`)
+    /// when the `m=` line lists it: the author takes (or sends) RED here.
+    pub red_pt: Option<u8>,
 }
 
 impl Section {
@@ -63,6 +66,8 @@ impl Section {
 pub fn sections(sdp: &str) -> Vec<Section> {
     let mut out = Vec::new();
     let mut cur: Option<Section> = None;
+    // The current m= line's payload types (its fourth field on).
+    let mut formats: Vec<&str> = Vec::new();
     for line in sdp.lines().map(str::trim_end) {
         if let Some(m) = line.strip_prefix("m=") {
             if let Some(s) = cur.take().filter(|s| !s.mid.is_empty()) {
@@ -75,6 +80,7 @@ pub fn sections(sdp: &str) -> Vec<Section> {
                 _ => Kind::Application,
             };
             let rejected = parts.next() == Some("0");
+            formats = parts.skip(1).collect();
             cur = Some(Section {
                 kind,
                 mid: String::new(),
@@ -82,6 +88,7 @@ pub fn sections(sdp: &str) -> Vec<Section> {
                 rejected,
                 msid: None,
                 send_rids: Vec::new(),
+                red_pt: None,
             });
             continue;
         }
@@ -102,6 +109,17 @@ pub fn sections(sdp: &str) -> Vec<Section> {
             let mut p = rid.split_whitespace();
             if let (Some(id), Some("send")) = (p.next(), p.next()) {
                 s.send_rids.push(id.to_string());
+            }
+        } else if let Some(map) = attr.strip_prefix("rtpmap:") {
+            let mut p = map.split_whitespace();
+            if let (Some(pt), Some(encoding)) = (p.next(), p.next()) {
+                let is_red = encoding
+                    .split('/')
+                    .next()
+                    .is_some_and(|name| name.eq_ignore_ascii_case("red"));
+                if is_red && s.kind == Kind::Audio && formats.contains(&pt) {
+                    s.red_pt = pt.parse().ok();
+                }
             }
         }
     }
@@ -249,7 +267,7 @@ mod tests {
     const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\na=msid:stream1 cidA\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\na=msid:- cidV\r\na=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=recvonly\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 63 111\r\na=mid:2\r\na=recvonly\r\na=rtpmap:63 red/48000/2\r\na=rtpmap:111 opus/48000/2\r\n\
 m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=inactive\r\n\
 m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
 
@@ -262,6 +280,7 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
         assert!(s[0].author_sends());
         assert_eq!(s[1].send_rids, vec!["q", "h"]);
         assert!(s[2].author_receives() && !s[2].author_sends());
+        assert_eq!((s[0].red_pt, s[2].red_pt), (None, Some(63)));
         assert!(s[3].rejected);
         assert_eq!(s[4].kind, Kind::Application);
     }
@@ -288,6 +307,19 @@ m=video 9 X 96\r\na=mid:5\r\na=sendonly\r\na=msid:r3 r4\r\na=ssrc-group:FID 6 7\
         let s = sections(&out);
         assert_eq!(s[1].direction, Direction::Inactive);
         assert!(!out.contains("a=ssrc:6") && !out.contains("ssrc-group") && !out.contains("r3"));
+    }
+
+    #[test]
+    fn red_counts_only_when_the_m_line_lists_it() {
+        let sdp = "v=0\r\n\
+m=audio 9 X 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\n\
+m=audio 9 X 63 111\r\na=mid:1\r\na=rtpmap:63 RED/48000/2\r\n\
+m=video 9 X 96 63\r\na=mid:2\r\na=rtpmap:63 red/90000\r\n";
+        let s = sections(sdp);
+        assert_eq!(
+            s.iter().map(|s| s.red_pt).collect::<Vec<_>>(),
+            [None, Some(63), None]
+        );
     }
     #[test]
     fn strips_transport_cc_from_audio_only() {

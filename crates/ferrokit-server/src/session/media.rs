@@ -325,6 +325,10 @@ impl Session {
                 )
             });
         }
+        if codec == Codec::Red && red_primary(&p.payload).is_none() {
+            // Subscribers without RED get it empty (`Session::forward`).
+            self.warn_once("malformed RED payload", format_args!("mid {mid}"));
+        }
         let Some(inc) = self.incoming.get_mut(&mid) else {
             return;
         };
@@ -518,10 +522,13 @@ impl Session {
             _ => None,
         };
         let bytes: &[u8] = if red_to_opus {
-            match red_primary(&p.payload) {
-                Some(primary) => primary,
-                None => return Forwarded::Nothing,
-            }
+            // A malformed payload goes out empty, as a padding-only packet
+            // does: the downtrack numbered it, and a skipped number would
+            // count as lost at the subscriber.
+            red_primary(&p.payload).unwrap_or_else(|| {
+                counters.forward_errors += 1;
+                &[]
+            })
         } else {
             rewritten.as_deref().unwrap_or(&p.payload)
         };

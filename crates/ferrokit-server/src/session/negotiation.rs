@@ -153,6 +153,8 @@ impl Session {
         }
         let mut ask = Vec::new();
         for (track_sid, sub) in self.subscribed.iter_mut() {
+            // The description may have changed the codecs of its mid (RED).
+            sub.pt_cache = None;
             if sub.mid.is_some() && !sub.active {
                 sub.active = true;
                 ask.push((sub.publisher.clone(), track_sid.clone()));

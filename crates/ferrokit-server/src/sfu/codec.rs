@@ -121,9 +121,13 @@ fn av1_keyframe(p: &[u8]) -> bool {
 }
 
 /// The primary (newest) block of an RFC 2198 RED payload: what a
-/// subscriber that did not negotiate RED gets, as plain Opus.
-/// `None` for a malformed payload.
+/// subscriber that did not negotiate RED gets, as plain Opus. An empty
+/// payload (a padding-only packet: Chrome sends bursts of them on its RED
+/// stream) has an empty primary. `None` for a malformed payload.
 pub fn red_primary(p: &[u8]) -> Option<&[u8]> {
+    if p.is_empty() {
+        return Some(p);
+    }
     let mut at = 0;
     let mut redundant_len = 0usize;
     loop {
@@ -150,6 +154,8 @@ mod tests {
         assert_eq!(red_primary(&p), Some(&[1u8, 2, 3][..]));
         // Primary only.
         assert_eq!(red_primary(&[111, 7]), Some(&[7u8][..]));
+        // Padding only.
+        assert_eq!(red_primary(&[]), Some(&[][..]));
         // Truncated.
         assert_eq!(red_primary(&[0x80 | 111, 0x00]), None);
         assert_eq!(red_primary(&[0x80 | 111, 0, 0, 9, 111]), None);
