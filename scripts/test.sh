@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 echo "== toolchain"
 cargo --version
 python3 --version
+# Disk left for target/, the venv, npm and Chromium (a few GB in all).
+df -h . | tail -n 1
+# A CI clone is built once: incremental state would only take disk.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
 # The venv module ships with this machine's CPython; on a Debian python3
 # without it, install python3-venv.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
