@@ -269,7 +269,8 @@ impl Peer {
     }
 
     /// Accepts a client offer (SDP text) and returns str0m's answer text,
-    /// both without transport-cc on audio ([`super::sdp::audio_without_transport_cc`]).
+    /// both without transport-cc on audio ([`super::sdp::audio_without_transport_cc`]),
+    /// the answer with RED only where the offer had it ([`super::sdp::without_red`]).
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, PeerError> {
         // Transport-cc on video only, as LiveKit negotiates it: str0m then
         // sends no transport sequence numbers on audio.
@@ -277,9 +278,10 @@ impl Peer {
         let offer = SdpOffer::from_sdp_string(&offer).map_err(RtcError::Sdp)?;
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
         self.remote_red = remote_red(sdp);
-        Ok(super::sdp::audio_without_transport_cc(
-            &answer.to_sdp_string(),
-        ))
+        let answer = super::sdp::without_red(&answer.to_sdp_string(), |mid| {
+            self.remote_red.contains_key(&Mid::from(mid))
+        });
+        Ok(super::sdp::audio_without_transport_cc(&answer))
     }
 
     /// Applies the client's answer to our pending offer.

@@ -110,21 +110,65 @@ pub fn sections(sdp: &str) -> Vec<Section> {
             if let (Some(id), Some("send")) = (p.next(), p.next()) {
                 s.send_rids.push(id.to_string());
             }
-        } else if let Some(map) = attr.strip_prefix("rtpmap:") {
-            let mut p = map.split_whitespace();
-            if let (Some(pt), Some(encoding)) = (p.next(), p.next()) {
-                let is_red = encoding
-                    .split('/')
-                    .next()
-                    .is_some_and(|name| name.eq_ignore_ascii_case("red"));
-                if is_red && s.kind == Kind::Audio && formats.contains(&pt) {
-                    s.red_pt = pt.parse().ok();
-                }
+        } else if let Some(pt) = red_rtpmap(attr) {
+            if s.kind == Kind::Audio && formats.contains(&pt) {
+                s.red_pt = pt.parse().ok();
             }
         }
     }
     if let Some(s) = cur.filter(|s| !s.mid.is_empty()) {
         out.push(s);
+    }
+    out
+}
+
+/// The payload type of an `rtpmap:<pt> red/<clock>[/<channels>]`
+/// attribute (given without its `a=`).
+fn red_rtpmap(attr: &str) -> Option<&str> {
+    let mut p = attr.strip_prefix("rtpmap:")?.split_whitespace();
+    let (pt, encoding) = (p.next()?, p.next()?);
+    let name = encoding.split('/').next()?;
+    name.eq_ignore_ascii_case("red").then_some(pt)
+}
+
+/// Takes audio RED (RFC 2198) out of the audio m-sections whose mid
+/// `keeps` refuses: its payload type off the `m=` line and its
+/// `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines. Other sections are kept.
+///
+/// str0m's answer lists RED on every audio section once any section of
+/// the connection offered it (RED rides on its Opus params), where an
+/// answer may list only what that section of the offer did (RFC 8829
+/// §5.3.1).
+pub fn without_red(sdp: &str, keeps: impl Fn(&str) -> bool) -> String {
+    let eol = line_ending(sdp);
+    let mut out = String::with_capacity(sdp.len());
+    for block in blocks(sdp) {
+        let audio = block.first().is_some_and(|l| l.starts_with("m=audio "));
+        let red = block
+            .iter()
+            .find_map(|l| red_rtpmap(l.strip_prefix("a=")?))
+            .filter(|_| audio && !block_mid(&block).is_some_and(&keeps));
+        let Some(red) = red else {
+            block.iter().for_each(|l| push_line(&mut out, l, eol));
+            continue;
+        };
+        for line in block {
+            if line.starts_with("m=") {
+                let fields: Vec<&str> = line
+                    .split(' ')
+                    .enumerate()
+                    .filter(|&(i, f)| i < 3 || f != red)
+                    .map(|(_, f)| f)
+                    .collect();
+                push_line(&mut out, &fields.join(" "), eol);
+            } else if !["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"].iter().any(|a| {
+                line.strip_prefix(a)
+                    .and_then(|r| r.strip_prefix(red))
+                    .is_some_and(|r| r.starts_with(' '))
+            }) {
+                push_line(&mut out, line, eol);
+            }
+        }
     }
     out
 }
@@ -307,6 +351,33 @@ m=video 9 X 96\r\na=mid:5\r\na=sendonly\r\na=msid:r3 r4\r\na=ssrc-group:FID 6 7\
         let s = sections(&out);
         assert_eq!(s[1].direction, Direction::Inactive);
         assert!(!out.contains("a=ssrc:6") && !out.contains("ssrc-group") && !out.contains("r3"));
+    }
+
+    #[test]
+    fn red_taken_out_of_the_refused_audio_sections() {
+        let sdp = "v=0\r\n\
+m=audio 9 X 63 111\r\na=mid:0\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\na=rtpmap:111 opus/48000/2\r\n\
+m=audio 9 X 63 111\r\na=mid:1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\na=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 nack\r\na=rtcp-fb:63 nack\r\n\
+m=video 9 X 96\r\na=mid:2\r\na=rtpmap:96 VP8/90000\r\n";
+        let out = without_red(sdp, |mid| mid == "0");
+        let b = blocks(&out);
+        assert_eq!(b[1], blocks(sdp)[1], "a kept section is unchanged");
+        assert_eq!(
+            b[2],
+            vec![
+                "m=audio 9 X 111",
+                "a=mid:1",
+                "a=rtpmap:111 opus/48000/2",
+                "a=rtcp-fb:111 nack"
+            ]
+        );
+        assert_eq!(b[3], blocks(sdp)[3], "video is left alone");
+        assert!(out.ends_with("VP8/90000\r\n"));
+        let s = sections(&out);
+        assert_eq!(
+            s.iter().map(|s| s.red_pt).collect::<Vec<_>>(),
+            [Some(63), None, None]
+        );
     }
 
     #[test]
