@@ -103,6 +103,7 @@ describe('audio RED through ferrokit', () => {
 
         const delta = (k, f) => (b[k].s[f] || 0) - (a[k].s[f] || 0);
         const sent = { m: mLine(b.p.sec), codec: b.p.codec?.mimeType, packets: delta('p', 'packetsSent'),
+          nacks: b.p.s.nackCount, retransmitted: b.p.s.retransmittedPacketsSent,
           bytesPerPacket: +(delta('p', 'bytesSent') / delta('p', 'packetsSent')).toFixed(1) };
         const win = (k) => {
           const packets = delta(k, 'packetsReceived');

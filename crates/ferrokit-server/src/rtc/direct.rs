@@ -165,6 +165,15 @@ impl DirectTrack {
         }
     }
 
+    /// Counts a packet of this track that str0m sent after the first
+    /// (RTP time, arrival, payload bytes): the direct path waits while
+    /// str0m holds one ([`Handover`]) or could not protect it.
+    pub fn sent_by_str0m(&mut self, timestamp: u32, arrival: Instant, payload_len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        self.last = Some((timestamp, arrival));
+    }
+
     /// The m-line's mid, as written in the header.
     pub fn mid(&self) -> &[u8] {
         &self.mid[..usize::from(self.mid_len)]
@@ -194,6 +203,44 @@ impl MediaDestination {
         if is_media_path(datagram) {
             self.0 = Some(destination);
         }
+    }
+}
+
+/// The last RTP packet we wrote into str0m of each audio stream, until
+/// str0m sends it. Its pacer can hold a packet for a round (a new
+/// stream's first one); a packet we protect ourselves must not overtake
+/// it, or the subscriber counts the held one late (negative loss).
+#[derive(Debug, Default)]
+pub struct Handover(Vec<(u32, u16)>);
+
+impl Handover {
+    /// We wrote RTP sequence number `seq` (its low 16 bits) of `ssrc`
+    /// into str0m.
+    pub fn wrote(&mut self, ssrc: u32, seq: u16) {
+        match self.0.iter_mut().find(|(s, _)| *s == ssrc) {
+            Some(entry) => entry.1 = seq,
+            None => self.0.push((ssrc, seq)),
+        }
+    }
+
+    /// Whether str0m still holds the last packet of `ssrc` we wrote.
+    pub fn holds(&self, ssrc: u32) -> bool {
+        self.0.iter().any(|(s, _)| *s == ssrc)
+    }
+
+    /// Notes one of str0m's transmits: SRTP leaves the RTP header's
+    /// sequence number (bytes 2-3) and SSRC (bytes 8-11) in clear
+    /// (RFC 3711 §3.1).
+    pub fn observe(&mut self, datagram: &[u8]) {
+        if self.0.is_empty() || demux::kind(datagram) != Kind::Rtp || is_rtcp(datagram) {
+            return;
+        }
+        let (Some(seq), Some(ssrc)) = (datagram.get(2..4), datagram.get(8..12)) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([seq[0], seq[1]]);
+        let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+        self.0.retain(|&e| e != (ssrc, seq));
     }
 }
 
@@ -260,5 +307,32 @@ mod tests {
         dest.observe(&[22, 254], a); // DTLS
         dest.observe(&rtp, b);
         assert_eq!(dest.0, Some(b));
+    }
+
+    #[test]
+    fn handover_waits_for_the_last_packet_written() {
+        let rtp = |seq: u16, ssrc: u32| {
+            let mut d = vec![0x80, 111];
+            d.extend_from_slice(&seq.to_be_bytes());
+            d.extend_from_slice(&[0; 4]);
+            d.extend_from_slice(&ssrc.to_be_bytes());
+            d.extend_from_slice(&[0; 20]);
+            d
+        };
+        let mut h = Handover::default();
+        h.wrote(7, 1);
+        h.wrote(7, 2);
+        h.wrote(9, 40);
+        assert!(h.holds(7) && h.holds(9) && !h.holds(8));
+        h.observe(&rtp(1, 7));
+        assert!(h.holds(7), "an earlier packet of the stream went out");
+        let mut rr = rtp(2, 7);
+        rr[1] = 201;
+        h.observe(&rr);
+        assert!(h.holds(7), "RTCP is no RTP packet");
+        h.observe(&rtp(2, 7));
+        assert!(!h.holds(7) && h.holds(9));
+        h.observe(&rtp(40, 9));
+        assert!(!h.holds(9));
     }
 }

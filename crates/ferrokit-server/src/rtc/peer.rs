@@ -18,7 +18,7 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Reason, Rtc, RtcError};
 
-use super::direct::{DirectPath, MediaDestination};
+use super::direct::{DirectPath, Handover, MediaDestination};
 use super::dtls_keys::KeySink;
 use crate::grid::on_grid;
 use crate::net::demux::{self, Kind};
@@ -133,6 +133,8 @@ pub struct Peer {
     pub direct: Option<DirectPath>,
     /// Where str0m's media-path transmits last went.
     pub media_dest: MediaDestination,
+    /// Audio written into str0m that it has not sent yet.
+    pub handover: Handover,
     /// The RED payload type the remote description lists on each audio
     /// mid, from the last one applied: str0m folds RED into the Opus
     /// params and keeps no per-mid record of it ([`Peer::pt_for`]).
@@ -193,6 +195,7 @@ impl Peer {
             keys,
             direct: None,
             media_dest: MediaDestination::default(),
+            handover: Handover::default(),
             remote_red: HashMap::new(),
             last_round: now,
             sctp_until: now,

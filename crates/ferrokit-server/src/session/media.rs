@@ -105,6 +105,7 @@ impl Session {
                         }
                         Ok(Output::Transmit(t)) => {
                             pc.media_dest.observe(&t.contents, t.destination);
+                            pc.handover.observe(&t.contents);
                             match &pc.direct {
                                 Some(direct)
                                     if i == sub_pc
@@ -459,6 +460,13 @@ impl Session {
     ) -> Forwarded {
         let now = clock.now;
         let pc = self.sub_pc();
+        if !self.pcs[pc].connected {
+            // str0m would hold the packets until DTLS is up and send them
+            // after the first ones we protect ourselves: the subscriber
+            // would count them late (negative loss). The downtrack starts
+            // once connected, video from a keyframe it asks for.
+            return Forwarded::Nothing;
+        }
         let Some(sub) = self.subscribed.for_job(track_sid) else {
             return Forwarded::Nothing;
         };
@@ -535,8 +543,9 @@ impl Session {
         let video = sub.video;
         counters.packets_out += 1;
         counters.bytes_out += bytes.len() as u64;
+        let held = |track: &DirectTrack| self.pcs[pc].handover.holds(track.ssrc);
         if let (Some(track), Some(direct), Some(dest)) = (
-            sub.direct.as_mut(),
+            sub.direct.as_mut().filter(|t| !held(t)),
             &self.pcs[pc].direct,
             self.pcs[pc].media_dest.0,
         ) {
@@ -600,7 +609,12 @@ impl Session {
         }
         tx.write_rtp(write);
         let ssrc = *tx.ssrc();
-        if !video && sub.direct.is_none() && self.pcs[pc].direct.is_some() {
+        if !video {
+            self.pcs[pc].handover.wrote(ssrc, f.seq as u16);
+        }
+        if let Some(track) = sub.direct.as_mut() {
+            track.sent_by_str0m(f.timestamp, p.arrival, payload_len);
+        } else if !video && self.pcs[pc].direct.is_some() {
             // str0m sent the first packet; ours from the next.
             if let Some(media) = self.pcs[pc].rtc.media(mid) {
                 sub.direct = Some(DirectTrack::new(
