@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::media::Forwarded;
+use super::forward::Forwarded;
 use super::{Session, STR0M_TIMER_EARLY};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::net::{MediaSocket, TxBatch};

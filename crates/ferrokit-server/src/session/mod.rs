@@ -5,6 +5,7 @@
 
 mod control;
 mod egress;
+mod forward;
 mod inline;
 mod media;
 mod negotiation;
