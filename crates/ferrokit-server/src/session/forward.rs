@@ -212,7 +212,8 @@ impl Session {
         if let Some(track) = sub.direct.as_mut() {
             track.sent_by_str0m(f.timestamp, p.arrival, payload_len);
         } else if !video && self.pcs[pc].direct.is_some() {
-            // str0m sent the first packet; ours from the next.
+            // str0m sends the first packet; ours from the first packet
+            // after it that str0m no longer holds (`Handover`).
             if let Some(media) = self.pcs[pc].rtc.media(mid) {
                 sub.direct = Some(DirectTrack::new(
                     ssrc,
